@@ -1,0 +1,13 @@
+import { IsString, Length, Matches } from 'class-validator';
+import { CURRENCY_PATTERN } from '../../common/money.js';
+
+export class CreateAccountDto {
+  @IsString()
+  @Length(1, 100)
+  name: string;
+
+  /** ISO 4217 alphabetic code, upper case. */
+  @IsString()
+  @Matches(CURRENCY_PATTERN, { message: 'currency must be an ISO 4217 code in upper case, e.g. USD' })
+  currency: string;
+}

@@ -1,0 +1,35 @@
+import { type DynamicModule, Module } from '@nestjs/common';
+import { APP_FILTER } from '@nestjs/core';
+import { AccountsModule } from './accounts/accounts.module.js';
+import { ChargesModule } from './charges/charges.module.js';
+import { ProblemFilter } from './common/problem.filter.js';
+import type { AppConfig } from './config/config.js';
+import { ConfigModule } from './config/config.module.js';
+import { DatabaseModule } from './database/database.module.js';
+import { DepositsModule } from './deposits/deposits.module.js';
+import { HealthController } from './health/health.controller.js';
+import { IdempotencyModule } from './idempotency/idempotency.module.js';
+import { LedgerModule } from './ledger/ledger.module.js';
+import { MerchantsModule } from './merchants/merchants.module.js';
+
+@Module({})
+export class AppModule {
+  /** The whole application, on the database at `databaseUrl` (already migrated). */
+  static forRoot(config: AppConfig, databaseUrl: string): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        ConfigModule.forRoot(config),
+        DatabaseModule.forRoot(databaseUrl, config.DB_POOL_SIZE),
+        MerchantsModule,
+        IdempotencyModule,
+        AccountsModule,
+        DepositsModule,
+        ChargesModule,
+        LedgerModule,
+      ],
+      controllers: [HealthController],
+      providers: [{ provide: APP_FILTER, useClass: ProblemFilter }],
+    };
+  }
+}

@@ -1,0 +1,23 @@
+import type { INestApplication } from '@nestjs/common';
+import express from 'express';
+import { JSON_BODY_TYPES, requestContext, requireJsonBody } from './common/http.middleware.js';
+import { createValidationPipe } from './common/validation.js';
+
+/** Contract §5: bodies over 100 kB are refused with 413. */
+export const BODY_LIMIT = '100kb';
+
+/**
+ * Everything about how the app handles HTTP, shared by main.ts and the e2e tests
+ * so that tests run the app exactly as users do. The app must be created with
+ * `bodyParser: false`: the JSON parser is installed here with our limit and types.
+ */
+export function configureApp(app: INestApplication): INestApplication {
+  const http = app.getHttpAdapter().getInstance() as express.Express;
+  http.disable('x-powered-by');
+  http.set('etag', false);
+  app.use(requestContext);
+  app.use(requireJsonBody);
+  app.use(express.json({ limit: BODY_LIMIT, type: JSON_BODY_TYPES, strict: true }));
+  app.useGlobalPipes(createValidationPipe());
+  return app;
+}

@@ -1,0 +1,12 @@
+import { Module } from '@nestjs/common';
+import { AccountsModule } from '../accounts/accounts.module.js';
+import { LedgerModule } from '../ledger/ledger.module.js';
+import { ChargesController } from './charges.controller.js';
+import { ChargesService } from './charges.service.js';
+
+@Module({
+  imports: [AccountsModule, LedgerModule],
+  controllers: [ChargesController],
+  providers: [ChargesService],
+})
+export class ChargesModule {}

@@ -1,0 +1,13 @@
+import { IsOptional, IsString, Length } from 'class-validator';
+import { MoneyMovementDto } from '../../common/money.dto.js';
+import { IsMetadata } from './is-metadata.js';
+
+export class CreateChargeDto extends MoneyMovementDto {
+  @IsString()
+  @Length(1, 100)
+  accountId: string;
+
+  @IsOptional()
+  @IsMetadata()
+  metadata?: Record<string, string>;
+}

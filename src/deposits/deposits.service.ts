@@ -1,0 +1,51 @@
+import { Injectable } from '@nestjs/common';
+import { CurrencyMismatchError, AccountsService } from '../accounts/accounts.service.js';
+import { newId } from '../common/ids.js';
+import { DomainError } from '../common/problem.js';
+import { TransactionHost } from '../database/transaction-host.js';
+import { LedgerService } from '../ledger/ledger.service.js';
+import { Deposit } from './deposit.entity.js';
+import { type DepositView, toDepositView } from './deposit.view.js';
+import type { CreateDepositDto } from './dto/create-deposit.dto.js';
+
+@Injectable()
+export class DepositsService {
+  constructor(
+    private readonly tx: TransactionHost,
+    private readonly accounts: AccountsService,
+    private readonly ledger: LedgerService,
+  ) {}
+
+  /** Credits the account and records the deposit and its ledger entry, in the request's transaction. */
+  async create(merchantId: string, accountId: string, dto: CreateDepositDto): Promise<DepositView> {
+    const account = await this.accounts.get(merchantId, accountId);
+    if (account.currency !== dto.currency) throw new CurrencyMismatchError(dto.currency, account);
+
+    const balanceAfter = await this.accounts.credit(merchantId, accountId, dto.amount);
+    if (balanceAfter === null) {
+      throw new DomainError(
+        'balance-limit-exceeded',
+        `The deposit would take the balance of ${accountId} above ${Number.MAX_SAFE_INTEGER}.`,
+      );
+    }
+    const repository = this.tx.repository(Deposit);
+    const deposit = repository.create({
+      merchantId,
+      id: newId('deposit'),
+      accountId,
+      amount: dto.amount,
+      currency: dto.currency,
+      description: dto.description ?? null,
+    });
+    await repository.insert(deposit);
+    await this.ledger.record({
+      merchantId,
+      accountId,
+      type: 'deposit',
+      amount: dto.amount,
+      balanceAfter,
+      sourceId: deposit.id,
+    });
+    return toDepositView(deposit);
+  }
+}

@@ -1,0 +1,3 @@
+import { MoneyMovementDto } from '../../common/money.dto.js';
+
+export class CreateDepositDto extends MoneyMovementDto {}

@@ -1,0 +1,86 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { APP_CONFIG } from '../config/config.module.js';
+import type { AppConfig } from '../config/config.js';
+import { TransactionHost } from '../database/transaction-host.js';
+import { IdempotencyKey } from './idempotency-key.entity.js';
+import type { RecordedResponse } from './recorded-response.js';
+
+export interface KeyClaim {
+  merchantId: string;
+  key: string;
+  method: string;
+  path: string;
+  fingerprint: string;
+}
+
+/** Storage of completed idempotent requests. */
+@Injectable()
+export class IdempotencyService {
+  constructor(
+    private readonly tx: TransactionHost,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  /** The completed request stored under this merchant's key, if any (and not expired). */
+  async find(merchantId: string, key: string): Promise<IdempotencyKey | null> {
+    const [row] = await this.tx.query<IdempotencyKey>(
+      `SELECT request_method AS "requestMethod", request_path AS "requestPath", fingerprint,
+              response_status AS "responseStatus", response_content_type AS "responseContentType",
+              response_body AS "responseBody", response_location AS "responseLocation"
+         FROM idempotency_keys
+        WHERE merchant_id = $1 AND key = $2 AND expires_at > now()`,
+      [merchantId, key],
+    );
+    return row ?? null;
+  }
+
+  /**
+   * Claims the key for this transaction, or answers false at once when another
+   * transaction holds it. A transaction-scoped advisory lock: it never waits, it
+   * is released by COMMIT or ROLLBACK (so a crash cannot leave a key stuck "in
+   * progress"), and it works through PgBouncer in transaction mode.
+   */
+  async tryLock(merchantId: string, key: string): Promise<boolean> {
+    const [row] = await this.tx.query<{ locked: boolean }>(
+      `SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS locked`,
+      [`${merchantId}:${key}`],
+    );
+    return row.locked;
+  }
+
+  /**
+   * Stores the response in the current transaction, replacing an expired row.
+   * Returns false when a live row already exists: another request with this key
+   * committed between our lookup and our lock. The caller must then roll back and
+   * replay that row.
+   */
+  async save(claim: KeyClaim, response: RecordedResponse): Promise<boolean> {
+    const rows = await this.tx.query(
+      `INSERT INTO idempotency_keys
+         (merchant_id, key, request_method, request_path, fingerprint, response_status,
+          response_content_type, response_body, response_location, expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(secs => $10))
+       ON CONFLICT (merchant_id, key) DO UPDATE
+          SET request_method = EXCLUDED.request_method, request_path = EXCLUDED.request_path,
+              fingerprint = EXCLUDED.fingerprint, response_status = EXCLUDED.response_status,
+              response_content_type = EXCLUDED.response_content_type,
+              response_body = EXCLUDED.response_body, response_location = EXCLUDED.response_location,
+              created_at = now(), expires_at = EXCLUDED.expires_at
+        WHERE idempotency_keys.expires_at <= now() -- an expired key counts as unused (§4.9)
+       RETURNING key`,
+      [
+        claim.merchantId,
+        claim.key,
+        claim.method,
+        claim.path,
+        claim.fingerprint,
+        response.status,
+        response.contentType,
+        response.body,
+        response.location,
+        this.config.IDEMPOTENCY_TTL_SECONDS,
+      ],
+    );
+    return rows.length === 1;
+  }
+}

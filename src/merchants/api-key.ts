@@ -1,0 +1,11 @@
+import { createHash, randomBytes } from 'node:crypto';
+
+/** Keys are stored only as this hash; a leaked table does not leak keys. */
+export function hashApiKey(apiKey: string): string {
+  return createHash('sha256').update(apiKey).digest('hex');
+}
+
+/** A new secret key: 32 random bytes, base64url, behind a recognisable prefix. */
+export function generateApiKey(): string {
+  return `sk_${randomBytes(32).toString('base64url')}`;
+}
