@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
@@ -61,6 +61,9 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   });
 
   await mkdir(path.dirname(databaseDir), { recursive: true });
+  // Run as root, the server runs as the 'postgres' user, which must be able to
+  // reach its data directory inside ours.
+  if (process.getuid?.() === 0) await chmod(path.dirname(databaseDir), 0o755);
   if (!existsSync(path.join(databaseDir, 'PG_VERSION'))) await server.initialise();
   await server.start();
 

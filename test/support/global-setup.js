@@ -1,0 +1,45 @@
+// Runs once before the e2e tests, outside Jest's module system, so it uses the
+// compiled app in dist/ (npm test builds it first, in "pretest").
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { migrate } from '../../dist/database/data-source.js';
+import { startEmbeddedPostgres } from '../../dist/database/embedded-postgres.js';
+
+/**
+ * One PostgreSQL for the whole run: the embedded one by default, or the server of
+ * DATABASE_URL. A template database is migrated once; every test file then gets a
+ * fresh copy of it (CREATE DATABASE ... TEMPLATE), which takes a few milliseconds.
+ */
+export default async function globalSetup() {
+  let adminUrl = process.env.DATABASE_URL;
+  if (adminUrl) {
+    const name = new URL(adminUrl).pathname.slice(1);
+    // The suite creates and drops databases: only on a server meant for tests.
+    if (!/test/i.test(name)) {
+      throw new Error(`Refusing to run the e2e tests against database '${name}': DATABASE_URL must name a database whose name contains "test".`);
+    }
+  } else {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'payments-test-pg-'));
+    const embedded = await startEmbeddedPostgres({ dataDir, persistent: false, database: 'postgres' });
+    globalThis.__EMBEDDED_PG__ = embedded;
+    adminUrl = embedded.adminUrl;
+  }
+
+  const template = `payments_test_template_${process.pid}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS ${template}`);
+    await admin.query(`CREATE DATABASE ${template}`);
+  } finally {
+    await admin.end();
+  }
+  const templateUrl = new URL(adminUrl);
+  templateUrl.pathname = `/${template}`;
+  await migrate(templateUrl.toString());
+
+  process.env.TEST_ADMIN_URL = adminUrl;
+  process.env.TEST_TEMPLATE_DB = template;
+}

@@ -1,0 +1,130 @@
+import 'reflect-metadata';
+import type { INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { randomBytes, randomUUID } from 'node:crypto';
+import pg from 'pg';
+import request from 'supertest';
+import { AppModule } from '../../src/app.module.js';
+import { configureApp } from '../../src/app.setup.js';
+import { loadConfig } from '../../src/config/config.js';
+import { MerchantsService } from '../../src/merchants/merchants.service.js';
+import { databaseUrl } from './database-names.js';
+
+export interface TestApp {
+  app: INestApplication;
+  /** http://127.0.0.1:<port> of the listening app. */
+  baseUrl: string;
+  /** Direct access to this file's database, for assertions and fault injection. */
+  db: pg.Pool;
+  databaseUrl: string;
+  /** Creates a merchant and returns an API client authenticated as it. */
+  merchant(name?: string): Promise<ApiClient>;
+  close(): Promise<void>;
+}
+
+export interface TestAppOptions {
+  env?: Record<string, string>;
+  /** Connect the app to this URL instead of its own database (e.g. through a proxy). */
+  appDatabaseUrl?: (ownUrl: string) => string;
+}
+
+/**
+ * Starts the real application (same module, same configureApp as main.ts) on a
+ * fresh database copied from the migrated template, listening on a free port.
+ */
+export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
+  const adminUrl = required('TEST_ADMIN_URL');
+  const name = `payments_test_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name} TEMPLATE ${required('TEST_TEMPLATE_DB')}`);
+  } finally {
+    await admin.end();
+  }
+  const url = databaseUrl(adminUrl, name);
+  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'fatal', ...options.env });
+  const appUrl = options.appDatabaseUrl?.(url) ?? url;
+  const app = await NestFactory.create(AppModule.forRoot(config, appUrl), {
+    bodyParser: false,
+    logger: false,
+  });
+  configureApp(app);
+  await app.listen(0, '127.0.0.1');
+  const baseUrl = await app.getUrl();
+  const db = new pg.Pool({ connectionString: url, max: 4 });
+
+  return {
+    app,
+    baseUrl: baseUrl.replace('[::1]', '127.0.0.1'),
+    db,
+    databaseUrl: url,
+    async merchant(merchantName = 'Test merchant') {
+      const { apiKey, merchant } = await app.get(MerchantsService).create(merchantName);
+      return new ApiClient(baseUrl, apiKey, merchant.id);
+    },
+    async close() {
+      await app.close();
+      await db.end();
+      const drop = new pg.Client({ connectionString: adminUrl });
+      await drop.connect();
+      try {
+        await drop.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await drop.end();
+      }
+    },
+  };
+}
+
+function required(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run the e2e tests through npm test`);
+  return value;
+}
+
+/** A tiny client for one merchant: supertest with the API key, plus helpers for common set-ups. */
+export class ApiClient {
+  constructor(
+    readonly baseUrl: string,
+    readonly apiKey: string,
+    readonly merchantId: string,
+  ) {}
+
+  get(path: string) {
+    return request(this.baseUrl).get(path).set('Authorization', `Bearer ${this.apiKey}`);
+  }
+
+  post(path: string, body?: object, idempotencyKey?: string) {
+    const req = request(this.baseUrl).post(path).set('Authorization', `Bearer ${this.apiKey}`);
+    if (idempotencyKey !== undefined) req.set('Idempotency-Key', idempotencyKey);
+    return body === undefined ? req : req.send(body);
+  }
+
+  async createAccount(currency = 'USD', name = 'Test account'): Promise<string> {
+    const res = await this.post('/accounts', { name, currency });
+    if (res.status !== 201) throw new Error(`account: ${res.status} ${res.text}`);
+    return res.body.id as string;
+  }
+
+  async deposit(accountId: string, amount: number, currency = 'USD'): Promise<void> {
+    const res = await this.post(`/accounts/${accountId}/deposits`, { amount, currency }, randomUUID());
+    if (res.status !== 201) throw new Error(`deposit: ${res.status} ${res.text}`);
+  }
+
+  /** A funded account, ready to be charged. */
+  async fundedAccount(balance: number, currency = 'USD'): Promise<string> {
+    const id = await this.createAccount(currency);
+    if (balance > 0) await this.deposit(id, balance, currency);
+    return id;
+  }
+
+  charge(accountId: string, amount: number, key: string | undefined, extra: object = {}) {
+    return this.post('/charges', { accountId, amount, currency: 'USD', ...extra }, key);
+  }
+
+  async balance(accountId: string): Promise<number> {
+    const res = await this.get(`/accounts/${accountId}`);
+    return res.body.balance as number;
+  }
+}
