@@ -1,0 +1,202 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import request from 'supertest';
+import { ledgerViolations } from './support/invariants.js';
+import { TcpProxy } from './support/tcp-proxy.js';
+import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
+
+let t: TestApp;
+let api: ApiClient;
+
+beforeAll(async () => {
+  t = await startTestApp();
+  api = await t.merchant();
+});
+afterEach(async () => expect(await ledgerViolations(t.db)).toEqual([]));
+afterAll(() => t.close());
+
+/** Every error is RFC 9457 problem+json with a stable code in `type`. */
+function expectProblem(res: request.Response, status: number, code: string): void {
+  expect(res.status).toBe(status);
+  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+  expect(res.body).toMatchObject({ type: `/problems/${code}`, status, title: expect.any(String), detail: expect.any(String) });
+}
+
+describe('400 validation-failed', () => {
+  it('lists every invalid field, unknown fields included', async () => {
+    const res = await api.post('/charges', { accountId: 7, amount: '100', currency: 'usd', colour: 'red' }, randomUUID());
+    expectProblem(res, 400, 'validation-failed');
+    const fields = new Set(res.body.errors.map((e: { field: string }) => e.field));
+    expect(fields).toEqual(new Set(['accountId', 'amount', 'currency', 'colour']));
+  });
+
+  it.each([
+    ['a float amount', { amount: 10.5 }],
+    ['a zero amount', { amount: 0 }],
+    ['an amount over 1e12', { amount: 1_000_000_000_001 }],
+    ['a huge amount', { amount: 1e300 }],
+    ['a description over 500 characters', { description: 'x'.repeat(501) }],
+    ['21 metadata pairs', { metadata: Object.fromEntries(Array.from({ length: 21 }, (_, i) => [`k${i}`, 'v'])) }],
+    ['a non-string metadata value', { metadata: { a: 1 } }],
+    ['a metadata key over 40 characters', { metadata: { ['k'.repeat(41)]: 'v' } }],
+    ['metadata as an array', { metadata: ['a'] }],
+  ])('refuses %s', async (_, override) => {
+    const account = await api.fundedAccount(1_000);
+    const res = await api.post('/charges', { accountId: account, amount: 100, currency: 'USD', ...override }, randomUUID());
+    expectProblem(res, 400, 'validation-failed');
+    expect(await api.balance(account)).toBe(1_000);
+  });
+
+  it.each(['[]', '"text"', '42', 'null'])('refuses a JSON body that is not an object: %s', async (body) => {
+    const res = await api.post('/charges', undefined, randomUUID()).set('Content-Type', 'application/json').send(body);
+    expect(res.status).toBe(400);
+    expect(res.body.type).toMatch(/^\/problems\/(validation-failed|malformed-json)$/);
+  });
+
+  it.each(['limit=0', 'limit=101', 'limit=abc', 'limit=1.5', 'startingAfter=ch_nope', 'color=red'])(
+    'refuses the query %s',
+    async (query) => {
+      const res = await api.get(`/charges?${query}`);
+      expectProblem(res, 400, 'validation-failed');
+      expect(res.body.errors.length).toBeGreaterThan(0);
+    },
+  );
+
+  it('refuses account names and currencies out of range', async () => {
+    expectProblem(await api.post('/accounts', { name: '', currency: 'USD' }), 400, 'validation-failed');
+    expectProblem(await api.post('/accounts', { name: 'x'.repeat(101), currency: 'USD' }), 400, 'validation-failed');
+    expectProblem(await api.post('/accounts', { name: 'A', currency: 'US' }), 400, 'validation-failed');
+  });
+});
+
+describe('400 malformed-json', () => {
+  it('answers a body that is not JSON', async () => {
+    const res = await api.post('/charges', undefined, randomUUID()).set('Content-Type', 'application/json').send('{"amount": ');
+    expectProblem(res, 400, 'malformed-json');
+  });
+});
+
+describe('401 unauthorized', () => {
+  it.each([
+    ['no Authorization header', undefined],
+    ['an unknown key', 'Bearer sk_unknown_key_123'],
+    ['another scheme', `Basic ${Buffer.from('a:b').toString('base64')}`],
+  ])('answers %s with WWW-Authenticate: Bearer', async (_, authorization) => {
+    const req = request(t.baseUrl).get('/accounts');
+    if (authorization) req.set('Authorization', authorization);
+    const res = await req;
+    expectProblem(res, 401, 'unauthorized');
+    expect(res.headers['www-authenticate']).toBe('Bearer');
+  });
+});
+
+describe('404 not-found', () => {
+  it('answers unknown routes and unknown resources', async () => {
+    expectProblem(await api.get('/nowhere'), 404, 'not-found');
+    expectProblem(await api.get('/accounts/acct_does_not_exist'), 404, 'not-found');
+    expectProblem(await api.get('/charges/ch_does_not_exist'), 404, 'not-found');
+  });
+});
+
+describe('409 idempotency-key-in-use', () => {
+  it('answers at once, with Retry-After: 1, while the original still holds the key', async () => {
+    const account = await api.fundedAccount(1_000);
+    const key = randomUUID();
+    // Play the original: hold the key's lock in an open transaction.
+    const holder = new pg.Client({ connectionString: t.databaseUrl });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`${api.merchantId}:${key}`]);
+
+      const res = await api.charge(account, 100, key);
+
+      expectProblem(res, 409, 'idempotency-key-in-use');
+      expect(res.headers['retry-after']).toBe('1');
+      expect(await api.balance(account)).toBe(1_000);
+    } finally {
+      await holder.query('ROLLBACK');
+      await holder.end();
+    }
+    // Once the holder is gone, the key is free: nothing was stored by the 409.
+    const after = await api.charge(account, 100, key);
+    expect(after.status).toBe(201);
+    expect(after.headers['idempotent-replayed']).toBeUndefined();
+  });
+});
+
+describe('413 payload-too-large', () => {
+  it('refuses a body over 100 kB', async () => {
+    const res = await api.post('/charges', { description: 'x'.repeat(110_000) }, randomUUID());
+    expectProblem(res, 413, 'payload-too-large');
+  });
+});
+
+describe('415 unsupported-media-type', () => {
+  it('refuses a body that is not declared as JSON', async () => {
+    const res = await api.post('/charges', undefined, randomUUID()).set('Content-Type', 'text/plain').send('amount=100');
+    expectProblem(res, 415, 'unsupported-media-type');
+  });
+
+  it('refuses form-encoded bodies', async () => {
+    const res = await api.post('/accounts').type('form').send({ name: 'A', currency: 'USD' });
+    expectProblem(res, 415, 'unsupported-media-type');
+  });
+});
+
+describe('422 balance-limit-exceeded', () => {
+  it('refuses a deposit that would take the balance above Number.MAX_SAFE_INTEGER', async () => {
+    const account = await api.createAccount();
+    await t.db.query('UPDATE accounts SET balance = $1 WHERE id = $2', [Number.MAX_SAFE_INTEGER - 10, account]);
+    // Seeded in SQL (reaching it by deposits of at most 1e12 would take 9,008 of
+    // them), with a ledger entry so that balance == sum(ledger) still holds.
+    await t.db.query(
+      `INSERT INTO ledger_entries (merchant_id, id, account_id, type, amount, balance_after, source_id)
+       VALUES ($1, 'le_seed', $2, 'deposit', $3, $3, 'dep_seed')`,
+      [api.merchantId, account, Number.MAX_SAFE_INTEGER - 10],
+    );
+
+    const res = await api.post(`/accounts/${account}/deposits`, { amount: 11, currency: 'USD' }, randomUUID());
+    const ok = await api.post(`/accounts/${account}/deposits`, { amount: 10, currency: 'USD' }, randomUUID());
+
+    expectProblem(res, 422, 'balance-limit-exceeded');
+    expect(ok.status).toBe(201);
+    expect(await api.balance(account)).toBe(Number.MAX_SAFE_INTEGER);
+  });
+});
+
+describe('503 service-unavailable', () => {
+  it('answers 503 with Retry-After when the database is unreachable, and recovers when it is back', async () => {
+    const target = Number(new URL(t.databaseUrl).port);
+    const dbProxy = await TcpProxy.start(target);
+    const viaProxy = await startTestApp({
+      appDatabaseUrl: (url) => {
+        const u = new URL(url);
+        u.port = String(dbProxy.port);
+        return u.toString();
+      },
+    });
+    try {
+      const merchant = await viaProxy.merchant();
+      const account = await merchant.fundedAccount(1_000);
+
+      await dbProxy.stop();
+      const down = await merchant.charge(account, 100, 'outage-1');
+      const health = await request(viaProxy.baseUrl).get('/health');
+
+      expectProblem(down, 503, 'service-unavailable');
+      expect(down.headers['retry-after']).toBe('1');
+      expectProblem(health, 503, 'service-unavailable');
+
+      await dbProxy.listen();
+      const up = await merchant.charge(account, 100, 'outage-1');
+      expect(up.status).toBe(201);
+      expect((await request(viaProxy.baseUrl).get('/health')).status).toBe(200);
+      expect(await merchant.balance(account)).toBe(900);
+    } finally {
+      await dbProxy.stop();
+      await viaProxy.close();
+    }
+  });
+});
