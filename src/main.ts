@@ -6,7 +6,7 @@ import { configureApp } from './app.setup.js';
 import { createLogger } from './common/logger.js';
 import { ConfigError, loadConfig } from './config/config.js';
 import { migrate } from './database/data-source.js';
-import { type EmbeddedDatabase, startEmbeddedPostgres } from './database/embedded-postgres.js';
+import { openDatabase } from './database/open-database.js';
 import { MerchantsService } from './merchants/merchants.service.js';
 
 async function bootstrap(): Promise<void> {
@@ -15,11 +15,9 @@ async function bootstrap(): Promise<void> {
   Logger.overrideLogger(logger);
   const log = new Logger('Bootstrap');
 
-  let embedded: EmbeddedDatabase | undefined;
-  let databaseUrl = config.DATABASE_URL;
-  if (!databaseUrl) {
-    embedded = await startEmbeddedPostgres({ dataDir: config.DATA_DIR });
-    databaseUrl = embedded.url;
+  const database = await openDatabase(config);
+  const databaseUrl = database.url;
+  if (database.startedEmbedded) {
     log.log({ msg: 'embedded PostgreSQL started', dataDir: config.DATA_DIR, url: redact(databaseUrl) });
   }
   const applied = await migrate(databaseUrl);
@@ -47,7 +45,7 @@ async function bootstrap(): Promise<void> {
     stopping = true;
     log.log({ msg: `${signal}: shutting down` });
     await app.close(); // stops accepting, lets in-flight requests finish, closes the pool
-    await embedded?.stop();
+    await database.close();
     process.exit(0);
   };
   process.on('SIGTERM', (signal) => void shutdown(signal));

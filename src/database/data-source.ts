@@ -40,7 +40,10 @@ export function dataSourceOptions(url: string, poolSize = 10): DataSourceOptions
 /** Serialises concurrent start-ups: only one process applies a migration. */
 const MIGRATION_LOCK = 7_106_321;
 
-/** Applies pending migrations, holding a session advisory lock so that many instances can start at once. */
+/**
+ * Applies pending migrations, holding a session advisory lock so that many
+ * instances can start at once. Uses two connections: the pool needs at least two.
+ */
 export async function runMigrations(dataSource: DataSource): Promise<string[]> {
   const runner = dataSource.createQueryRunner();
   await runner.connect();

@@ -1,0 +1,246 @@
+import { beforeEach, describe, expect, it } from '@jest/globals';
+import type { CallHandler } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import { ExecutionContextHost } from '@nestjs/core/helpers/execution-context-host.js';
+import { lastValueFrom, of, throwError } from 'rxjs';
+import { DomainError, ProblemError } from '../common/problem.js';
+import type { TransactionHost } from '../database/transaction-host.js';
+import { requestFingerprint } from './fingerprint.js';
+import type { IdempotencyKey } from './idempotency-key.entity.js';
+import { IdempotencyInterceptor } from './idempotency.interceptor.js';
+import { type KeyClaim, IdempotencyService } from './idempotency.service.js';
+import { Idempotent } from './idempotent.decorator.js';
+import type { RecordedResponse } from './recorded-response.js';
+import { RecordedResponseException } from './recorded-response.js';
+
+class Routes {
+  @Idempotent({ required: true, location: (body) => `/things/${body.id}` })
+  create() {}
+
+  @Idempotent({ required: false })
+  optional() {}
+
+  plain() {}
+}
+
+/**
+ * The interceptor's own decisions, with the database replaced by an in-memory
+ * table. What PostgreSQL decides (locks, the unique key, atomic commit) is proven
+ * by the e2e tests against a real server.
+ */
+class InMemoryKeys {
+  rows = new Map<string, IdempotencyKey>();
+  locked = new Set<string>();
+  /** Simulates another request committing the key between our lookup and our save. */
+  stolenBeforeSave?: IdempotencyKey;
+
+  async find(merchantId: string, key: string) {
+    return this.rows.get(`${merchantId}:${key}`) ?? null;
+  }
+  async tryLock(merchantId: string, key: string) {
+    return !this.locked.has(`${merchantId}:${key}`);
+  }
+  async save(claim: KeyClaim, response: RecordedResponse) {
+    const id = `${claim.merchantId}:${claim.key}`;
+    if (this.stolenBeforeSave) this.rows.set(id, this.stolenBeforeSave);
+    if (this.rows.has(id)) return false;
+    this.rows.set(id, row(claim, response));
+    return true;
+  }
+}
+
+function row(claim: KeyClaim, response: RecordedResponse): IdempotencyKey {
+  return {
+    merchantId: claim.merchantId,
+    key: claim.key,
+    requestMethod: claim.method,
+    requestPath: claim.path,
+    fingerprint: claim.fingerprint,
+    responseStatus: response.status,
+    responseContentType: response.contentType,
+    responseBody: response.body,
+    responseLocation: response.location,
+    createdAt: new Date(),
+    expiresAt: new Date(Date.now() + 1000),
+  };
+}
+
+/** A transaction that records how it ended. */
+class RecordingTransactions {
+  outcomes: Array<'commit' | 'rollback'> = [];
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      const result = await work();
+      this.outcomes.push('commit');
+      return result;
+    } catch (error) {
+      this.outcomes.push('rollback');
+      throw error;
+    }
+  }
+}
+
+let keys: InMemoryKeys;
+let tx: RecordingTransactions;
+let interceptor: IdempotencyInterceptor;
+let calls: number;
+
+beforeEach(() => {
+  keys = new InMemoryKeys();
+  tx = new RecordingTransactions();
+  interceptor = new IdempotencyInterceptor(
+    new Reflector(),
+    tx as unknown as TransactionHost,
+    keys as unknown as IdempotencyService,
+  );
+  calls = 0;
+});
+
+function handlerReturning(value: unknown): CallHandler {
+  return { handle: () => ((calls += 1), of(value)) };
+}
+
+function handlerThrowing(error: unknown): CallHandler {
+  return { handle: () => ((calls += 1), throwError(() => error)) };
+}
+
+function fakeResponse() {
+  const headers: Record<string, string> = {};
+  return {
+    headers,
+    type(value: string) {
+      headers['content-type'] = value;
+      return this;
+    },
+    location(value: string) {
+      headers.location = value;
+      return this;
+    },
+    setHeader(name: string, value: string) {
+      headers[name.toLowerCase()] = value;
+    },
+  };
+}
+
+function run(method: keyof Routes, handler: CallHandler, key?: string, body: object = { amount: 1 }) {
+  const req = {
+    method: 'POST',
+    path: '/things',
+    body,
+    headers: key === undefined ? {} : { 'idempotency-key': key },
+    merchant: { id: 'mch_1', name: 'M' },
+  };
+  const res = fakeResponse();
+  const context = new ExecutionContextHost([req, res], Routes, Routes.prototype[method]);
+  return { res, result: lastValueFrom(interceptor.intercept(context, handler)) };
+}
+
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    (error: unknown) => error,
+  );
+}
+
+describe('IdempotencyInterceptor', () => {
+  it('passes routes without @Idempotent straight through', async () => {
+    const { result } = run('plain', handlerReturning({ ok: true }));
+    expect(await result).toEqual({ ok: true });
+    expect(tx.outcomes).toEqual([]);
+  });
+
+  it('refuses a missing key on a required route without calling the handler', async () => {
+    const error = await rejection(run('create', handlerReturning({ id: 'x' })).result);
+    expect((error as ProblemError).code).toBe('idempotency-key-missing');
+    expect(calls).toBe(0);
+  });
+
+  it('refuses a malformed key without calling the handler', async () => {
+    const error = await rejection(run('create', handlerReturning({ id: 'x' }), '"open').result);
+    expect((error as ProblemError).code).toBe('idempotency-key-invalid');
+    expect(calls).toBe(0);
+  });
+
+  it('runs an optional route without a key in a transaction, storing nothing', async () => {
+    const { result } = run('optional', handlerReturning({ id: 'a1' }));
+    expect(await result).toBe('{"id":"a1"}');
+    expect(tx.outcomes).toEqual(['commit']);
+    expect(keys.rows.size).toBe(0);
+  });
+
+  it('executes a new key once, stores the exact body it sends, and sets Location', async () => {
+    const { res, result } = run('create', handlerReturning({ id: 't1', n: 1 }), 'k1');
+    expect(await result).toBe('{"id":"t1","n":1}');
+    expect(res.headers.location).toBe('/things/t1');
+    expect(res.headers['idempotent-replayed']).toBeUndefined();
+    expect(keys.rows.get('mch_1:k1')).toMatchObject({ responseStatus: 201, responseBody: '{"id":"t1","n":1}' });
+    expect(tx.outcomes).toEqual(['commit']);
+  });
+
+  it('replays a completed key without calling the handler', async () => {
+    await run('create', handlerReturning({ id: 't1' }), 'k1').result;
+    const { res, result } = run('create', handlerReturning({ id: 'OTHER' }), 'k1');
+    expect(await result).toBe('{"id":"t1"}');
+    expect(res.headers['idempotent-replayed']).toBe('true');
+    expect(res.headers.location).toBe('/things/t1');
+    expect(calls).toBe(1);
+  });
+
+  it('refuses a completed key sent with another body (422) without calling the handler', async () => {
+    await run('create', handlerReturning({ id: 't1' }), 'k1', { amount: 1 }).result;
+    const error = await rejection(run('create', handlerReturning({ id: 't2' }), 'k1', { amount: 2 }).result);
+    expect((error as ProblemError).code).toBe('idempotency-key-reused');
+    expect(calls).toBe(1);
+  });
+
+  it('answers 409 with Retry-After when the key is locked by a running request', async () => {
+    keys.locked.add('mch_1:k1');
+    const error = await rejection(run('create', handlerReturning({ id: 't1' }), 'k1').result);
+    expect((error as ProblemError).code).toBe('idempotency-key-in-use');
+    expect((error as ProblemError).headers).toEqual({ 'Retry-After': '1' });
+    expect(calls).toBe(0);
+    expect(keys.rows.size).toBe(0);
+  });
+
+  it('commits and stores a business outcome (DomainError) and sends it as a recorded 4xx', async () => {
+    const domain = new DomainError('insufficient-funds', 'no money', { chargeId: 'ch_1' });
+    const error = await rejection(run('create', handlerThrowing(domain), 'k1').result);
+    expect(error).toBeInstanceOf(RecordedResponseException);
+    const { response, replayed } = error as RecordedResponseException;
+    expect(response.status).toBe(402);
+    expect(response.contentType).toBe('application/problem+json');
+    expect(JSON.parse(response.body)).toMatchObject({ type: '/problems/insufficient-funds', chargeId: 'ch_1' });
+    expect(replayed).toBe(false);
+    expect(tx.outcomes).toEqual(['commit']);
+    expect(keys.rows.get('mch_1:k1')?.responseBody).toBe(response.body);
+  });
+
+  it('rolls back and stores nothing on an unexpected error, leaving the key free', async () => {
+    const bug = new Error('boom');
+    expect(await rejection(run('create', handlerThrowing(bug), 'k1').result)).toBe(bug);
+    expect(tx.outcomes).toEqual(['rollback']);
+    expect(keys.rows.size).toBe(0);
+  });
+
+  it('rolls back a validation error (raised before the work) and stores nothing', async () => {
+    const invalid = new ProblemError('validation-failed', 'bad');
+    expect(await rejection(run('create', handlerThrowing(invalid), 'k1').result)).toBe(invalid);
+    expect(tx.outcomes).toEqual(['rollback']);
+    expect(keys.rows.size).toBe(0);
+  });
+
+  it('rolls back its own work and replays the winner when another request stored the key first', async () => {
+    const winner = row(
+      { merchantId: 'mch_1', key: 'k1', method: 'POST', path: '/things', fingerprint: requestFingerprint('POST', '/things', { amount: 1 }) },
+      { status: 201, contentType: 'application/json', body: '{"id":"winner"}', location: '/things/winner' },
+    );
+    keys.stolenBeforeSave = winner;
+    const { res, result } = run('create', handlerReturning({ id: 'loser' }), 'k1');
+    expect(await result).toBe('{"id":"winner"}');
+    expect(res.headers['idempotent-replayed']).toBe('true');
+    expect(tx.outcomes).toEqual(['rollback']);
+  });
+});
+

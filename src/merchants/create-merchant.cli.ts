@@ -1,0 +1,34 @@
+// npm run merchant:create -- --name "Acme": creates a merchant and prints its new
+// API key alone on the last line of stdout. The key is shown this once only.
+import 'reflect-metadata';
+import { parseArgs } from 'node:util';
+import { DataSource } from 'typeorm';
+import { ConfigError, loadConfig } from '../config/config.js';
+import { dataSourceOptions, runMigrations } from '../database/data-source.js';
+import { openDatabase } from '../database/open-database.js';
+import { TransactionHost } from '../database/transaction-host.js';
+import { MerchantsService } from './merchants.service.js';
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { name: { type: 'string' } } });
+  const name = values.name?.trim();
+  if (!name || name.length > 100) {
+    throw new ConfigError('Usage: npm run merchant:create -- --name <name (1..100 characters)>');
+  }
+  const database = await openDatabase(loadConfig());
+  const dataSource = await new DataSource(dataSourceOptions(database.url, 2)).initialize();
+  try {
+    await runMigrations(dataSource);
+    const { merchant, apiKey } = await new MerchantsService(new TransactionHost(dataSource)).create(name);
+    console.log(`Created merchant ${merchant.id} (${merchant.name}). Its API key, shown once:`);
+    console.log(apiKey);
+  } finally {
+    await dataSource.destroy();
+    await database.close();
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof ConfigError ? error.message : error);
+  process.exit(1);
+});

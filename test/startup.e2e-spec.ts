@@ -1,0 +1,106 @@
+import { afterAll, describe, expect, it } from '@jest/globals';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+
+/**
+ * The two-command promise: the compiled app (what `npm start` runs), with no
+ * DATABASE_URL, starts its own PostgreSQL, migrates, serves the demo key, keeps
+ * its data between runs and stops cleanly on SIGTERM.
+ */
+const root = path.resolve(import.meta.dirname, '..');
+const run = promisify(execFile);
+let dataDir: string;
+const children: ChildProcess[] = [];
+
+afterAll(async () => {
+  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+});
+
+function env(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const { DATABASE_URL: _ignored, ...rest } = process.env;
+  return { ...rest, NODE_ENV: 'development', LOG_LEVEL: 'info', DATA_DIR: dataDir, ...extra };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function start(port: number): Promise<{ child: ChildProcess; output: () => string }> {
+  const child = spawn(process.execPath, ['dist/main.js'], { cwd: root, env: env({ PORT: String(port) }) });
+  children.push(child);
+  let output = '';
+  child.stdout?.on('data', (chunk) => (output += chunk));
+  child.stderr?.on('data', (chunk) => (output += chunk));
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`the app exited: ${output}`);
+    const ok = await fetch(`http://127.0.0.1:${port}/health`).then((r) => r.ok, () => false);
+    if (ok) return { child, output: () => output };
+    await new Promise((r) => setTimeout(r, 200)); // polling the health endpoint
+  }
+  throw new Error(`the app did not become healthy: ${output}`);
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) resolve(child.exitCode);
+    else child.once('exit', (code) => resolve(code));
+  });
+}
+
+const accounts = (port: number, key: string) =>
+  fetch(`http://127.0.0.1:${port}/accounts`, { headers: { Authorization: `Bearer ${key}` } });
+
+describe('npm start', () => {
+  it(
+    'serves the demo key on an embedded PostgreSQL, creates merchants beside it, keeps data across restarts, and exits 0 on SIGTERM',
+    async () => {
+      dataDir = await mkdtemp(path.join(tmpdir(), 'payments-start-'));
+      await chmod(dataDir, 0o755);
+      const port = await freePort();
+
+      const first = await start(port);
+      expect((await accounts(port, 'sk_test_demo')).status).toBe(200);
+      expect(first.output()).toContain('sk_test_demo');
+
+      const created = await run(process.execPath, ['dist/merchants/create-merchant.cli.js', '--name', 'Acme'], {
+        cwd: root,
+        env: env({}),
+      });
+      const apiKey = created.stdout.trim().split('\n').at(-1)!;
+      expect(apiKey).toMatch(/^sk_[A-Za-z0-9_-]{43}$/);
+      expect((await accounts(port, apiKey)).status).toBe(200);
+      expect(first.output()).not.toContain(apiKey);
+
+      first.child.kill('SIGTERM');
+      expect(await exited(first.child)).toBe(0);
+      expect(existsSync(path.join(dataDir, 'embedded-postgres.json'))).toBe(false);
+
+      const second = await start(port);
+      expect((await accounts(port, apiKey)).status).toBe(200);
+      second.child.kill('SIGINT');
+      expect(await exited(second.child)).toBe(0);
+    },
+    120_000,
+  );
+
+  it('refuses to start with a bad setting, naming it', async () => {
+    const child = spawn(process.execPath, ['dist/main.js'], { cwd: root, env: env({ PORT: 'eighty' }) });
+    children.push(child);
+    let stderr = '';
+    child.stderr?.on('data', (chunk) => (stderr += chunk));
+    expect(await exited(child)).toBe(1);
+    expect(stderr).toContain('PORT=');
+  });
+});
