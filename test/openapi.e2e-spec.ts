@@ -1,0 +1,115 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { randomUUID } from 'node:crypto';
+import type request from 'supertest';
+import { appRoutes, deref, loadOpenApi, type OpenApiDocument, ResponseValidator } from './support/openapi.js';
+import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
+
+/**
+ * openapi.yaml is written by hand, next to the contract it mirrors. These tests
+ * keep it honest: every route the app serves is in it (and nothing else), each
+ * idempotent route documents its key and outcomes, and real responses match the
+ * documented schemas.
+ */
+let t: TestApp;
+let api: ApiClient;
+let doc: OpenApiDocument;
+let validator: ResponseValidator;
+
+beforeAll(async () => {
+  t = await startTestApp();
+  api = await t.merchant();
+  doc = loadOpenApi();
+  validator = new ResponseValidator(doc);
+});
+afterAll(() => t.close());
+
+const HTTP_METHODS = ['get', 'post', 'put', 'patch', 'delete'];
+
+describe('openapi.yaml and the routes', () => {
+  it('documents exactly the routes the app serves', () => {
+    const served = appRoutes(t.app).map((r) => `${r.method.toUpperCase()} ${r.path}`).sort();
+    const documented = Object.entries(doc.paths)
+      .flatMap(([path, item]) => Object.keys(item).filter((m) => HTTP_METHODS.includes(m)).map((m) => `${m.toUpperCase()} ${path}`))
+      .sort();
+    expect(documented).toEqual(served);
+  });
+
+  it('documents the Idempotency-Key of each idempotent route, required exactly where the code requires it', () => {
+    for (const route of appRoutes(t.app)) {
+      const params = (doc.paths[route.path][route.method].parameters ?? []).map((p) => deref(doc, p));
+      const key = params.find((p) => p.name === 'Idempotency-Key' && p.in === 'header');
+      if (!route.idempotent) {
+        expect({ route: route.path, key }).toEqual({ route: route.path, key: undefined });
+        continue;
+      }
+      expect({ route: `${route.method} ${route.path}`, required: key?.required ?? false }).toEqual({
+        route: `${route.method} ${route.path}`,
+        required: route.idempotent.required,
+      });
+      const responses = Object.keys(doc.paths[route.path][route.method].responses);
+      expect(responses).toEqual(expect.arrayContaining(['201', '400', '409', '413', '415', '422']));
+      const created = deref(doc, doc.paths[route.path][route.method].responses['201']);
+      expect(Object.keys(created.headers ?? {})).toContain('Idempotent-Replayed');
+      if (route.idempotent.location) expect(Object.keys(created.headers ?? {})).toContain('Location');
+    }
+  });
+
+  it('documents 401 on every authenticated route, and 500 and 503 everywhere', () => {
+    for (const route of appRoutes(t.app)) {
+      const responses = Object.keys(doc.paths[route.path][route.method].responses);
+      expect({ route: route.path, has401: responses.includes('401') }).toEqual({ route: route.path, has401: !route.isPublic });
+      expect(responses).toEqual(expect.arrayContaining(['503']));
+      if (!route.isPublic) expect(responses).toContain('500');
+    }
+  });
+});
+
+describe('responses match their documented schemas', () => {
+  function check(method: string, path: string, res: request.Response): void {
+    const errors = validator.errors(method, path, res.status, res.headers['content-type'] ?? '', res.body);
+    expect({ route: `${method.toUpperCase()} ${path} ${res.status}`, errors }).toEqual({
+      route: `${method.toUpperCase()} ${path} ${res.status}`,
+      errors: [],
+    });
+  }
+
+  it('for accounts, deposits, charges, ledger and health', async () => {
+    const account = await api.post('/accounts', { name: 'Spec', currency: 'USD' });
+    check('post', '/accounts', account);
+    const id = account.body.id as string;
+    check('get', '/accounts/{id}', await api.get(`/accounts/${id}`));
+    check('get', '/accounts', await api.get('/accounts'));
+
+    const deposit = await api.post(`/accounts/${id}/deposits`, { amount: 1_000, currency: 'USD' }, randomUUID());
+    check('post', '/accounts/{accountId}/deposits', deposit);
+
+    const charge = await api.charge(id, 400, randomUUID(), { metadata: { order: '7' } });
+    check('post', '/charges', charge);
+    const failed = await api.charge(id, 5_000, randomUUID());
+    expect(failed.status).toBe(402);
+    check('post', '/charges', failed);
+    check('get', '/charges/{id}', await api.get(`/charges/${charge.body.id}`));
+    check('get', '/charges/{id}', await api.get(`/charges/${failed.body.chargeId}`));
+    check('get', '/charges', await api.get(`/charges?accountId=${id}`));
+    check('get', '/accounts/{accountId}/ledger', await api.get(`/accounts/${id}/ledger`));
+
+    const health = await api.get('/health');
+    check('get', '/health', health);
+  });
+
+  it('for errors', async () => {
+    const id = await api.fundedAccount(100);
+    check('post', '/charges', await api.post('/charges', { amount: 'x' }, randomUUID()));
+    check('post', '/charges', await api.charge(id, 1, undefined));
+    check('post', '/charges', await api.charge(id, 1, '"unterminated'));
+    check('post', '/charges', await api.charge('acct_nope', 1, randomUUID()));
+    const key = randomUUID();
+    await api.charge(id, 1, key);
+    check('post', '/charges', await api.charge(id, 2, key));
+    check('get', '/accounts/{id}', await api.get('/accounts/acct_nope'));
+    check('get', '/charges', await api.get('/charges?limit=0'));
+    const unauthorized = await api.get('/accounts').set('Authorization', 'Bearer nope');
+    check('get', '/accounts', unauthorized);
+    check('post', '/accounts', await api.post('/accounts').set('Content-Type', 'text/plain').send('x'));
+  });
+});
