@@ -18,7 +18,11 @@ async function bootstrap(): Promise<void> {
   const database = await openDatabase(config);
   const databaseUrl = database.url;
   if (database.startedEmbedded) {
-    log.log({ msg: 'embedded PostgreSQL started', dataDir: config.DATA_DIR, url: redact(databaseUrl) });
+    log.log({
+      msg: 'embedded PostgreSQL started',
+      dataDir: config.DATA_DIR,
+      url: redact(databaseUrl),
+    });
   }
   const applied = await migrate(databaseUrl);
   if (applied.length > 0) log.log({ msg: 'migrations applied', migrations: applied });

@@ -20,7 +20,10 @@ describe('first call', () => {
   it('debits the account, answers 201 with the charge and a Location, and is not marked replayed', async () => {
     const account = await api.fundedAccount(10_000);
 
-    const res = await api.charge(account, 2_500, randomUUID(), { description: 'Coffee', metadata: { order: '42' } });
+    const res = await api.charge(account, 2_500, randomUUID(), {
+      description: 'Coffee',
+      metadata: { order: '42' },
+    });
 
     expect(res.status).toBe(201);
     expect(res.headers['content-type']).toMatch(/^application\/json/);
@@ -59,7 +62,9 @@ describe('replay', () => {
     expect(retry.headers['content-type']).toBe(first.headers['content-type']);
     expect(retry.headers['idempotent-replayed']).toBe('true');
     expect(await api.balance(account)).toBe(9_000);
-    expect(await count('SELECT count(*) AS n FROM charges WHERE account_id = $1', [account])).toBe(1);
+    expect(await count('SELECT count(*) AS n FROM charges WHERE account_id = $1', [account])).toBe(
+      1,
+    );
   });
 
   it('treats the bare and the quoted (sf-string) form of a key as the same key', async () => {
@@ -84,7 +89,9 @@ describe('replay', () => {
     const reordered = await api
       .post('/charges', undefined, key)
       .set('Content-Type', 'application/json')
-      .send(`{ "metadata": {"b":"2","a":"1"},\n "currency": "USD", "amount": 300, "accountId": "${account}" }`);
+      .send(
+        `{ "metadata": {"b":"2","a":"1"},\n "currency": "USD", "amount": 300, "accountId": "${account}" }`,
+      );
 
     expect(reordered.status).toBe(201);
     expect(reordered.headers['idempotent-replayed']).toBe('true');
@@ -111,7 +118,11 @@ describe('replay', () => {
     expect(retry.headers['idempotent-replayed']).toBe('true');
     expect(await api.balance(account)).toBe(1_100);
     const failed = await api.get(`/charges/${first.body.chargeId}`);
-    expect(failed.body).toMatchObject({ status: 'failed', failureCode: 'insufficient_funds', amount: 500 });
+    expect(failed.body).toMatchObject({
+      status: 'failed',
+      failureCode: 'insufficient_funds',
+      amount: 500,
+    });
   });
 
   it('replays a deposit, crediting the account once', async () => {
@@ -206,7 +217,11 @@ describe('key required and well-formed', () => {
     const account = await api.fundedAccount(1_000);
     const key = randomUUID();
 
-    const bad = await api.post('/charges', { accountId: account, amount: 1.5, currency: 'USD' }, key);
+    const bad = await api.post(
+      '/charges',
+      { accountId: account, amount: 1.5, currency: 'USD' },
+      key,
+    );
     const good = await api.charge(account, 100, key);
 
     expect(bad.status).toBe(400);
@@ -232,7 +247,11 @@ describe('business outcomes are stored with the key', () => {
 
   it('stores a 422 currency-mismatch and leaves the balance alone', async () => {
     const account = await api.fundedAccount(1_000, 'EUR');
-    const res = await api.post('/charges', { accountId: account, amount: 100, currency: 'USD' }, randomUUID());
+    const res = await api.post(
+      '/charges',
+      { accountId: account, amount: 100, currency: 'USD' },
+      randomUUID(),
+    );
     expect(res.status).toBe(422);
     expect(res.body.type).toBe('/problems/currency-mismatch');
     expect(await api.balance(account)).toBe(1_000);

@@ -37,7 +37,9 @@ describe('concurrent duplicates', () => {
     const account = await api.fundedAccount(10_000);
     const key = randomUUID();
 
-    const results = await Promise.all(Array.from({ length: 50 }, () => charge(account, 1_000, key)));
+    const results = await Promise.all(
+      Array.from({ length: 50 }, () => charge(account, 1_000, key)),
+    );
 
     const executed = results.filter((r) => r.status === 201 && !r.replayed);
     const replayed = results.filter((r) => r.status === 201 && r.replayed);
@@ -50,7 +52,10 @@ describe('concurrent duplicates', () => {
       expect(JSON.parse(r.body).type).toBe('/problems/idempotency-key-in-use');
     }
     expect(await api.balance(account)).toBe(9_000);
-    const { rows } = await t.db.query('SELECT count(*)::int AS n FROM charges WHERE account_id = $1', [account]);
+    const { rows } = await t.db.query(
+      'SELECT count(*)::int AS n FROM charges WHERE account_id = $1',
+      [account],
+    );
     expect(rows[0].n).toBe(1);
   });
 });

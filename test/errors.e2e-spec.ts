@@ -20,12 +20,21 @@ afterAll(() => t.close());
 function expectProblem(res: request.Response, status: number, code: string): void {
   expect(res.status).toBe(status);
   expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-  expect(res.body).toMatchObject({ type: `/problems/${code}`, status, title: expect.any(String), detail: expect.any(String) });
+  expect(res.body).toMatchObject({
+    type: `/problems/${code}`,
+    status,
+    title: expect.any(String),
+    detail: expect.any(String),
+  });
 }
 
 describe('400 validation-failed', () => {
   it('lists every invalid field, unknown fields included', async () => {
-    const res = await api.post('/charges', { accountId: 7, amount: '100', currency: 'usd', colour: 'red' }, randomUUID());
+    const res = await api.post(
+      '/charges',
+      { accountId: 7, amount: '100', currency: 'usd', colour: 'red' },
+      randomUUID(),
+    );
     expectProblem(res, 400, 'validation-failed');
     const fields = new Set(res.body.errors.map((e: { field: string }) => e.field));
     expect(fields).toEqual(new Set(['accountId', 'amount', 'currency', 'colour']));
@@ -37,22 +46,35 @@ describe('400 validation-failed', () => {
     ['an amount over 1e12', { amount: 1_000_000_000_001 }],
     ['a huge amount', { amount: 1e300 }],
     ['a description over 500 characters', { description: 'x'.repeat(501) }],
-    ['21 metadata pairs', { metadata: Object.fromEntries(Array.from({ length: 21 }, (_, i) => [`k${i}`, 'v'])) }],
+    [
+      '21 metadata pairs',
+      { metadata: Object.fromEntries(Array.from({ length: 21 }, (_, i) => [`k${i}`, 'v'])) },
+    ],
     ['a non-string metadata value', { metadata: { a: 1 } }],
     ['a metadata key over 40 characters', { metadata: { ['k'.repeat(41)]: 'v' } }],
     ['metadata as an array', { metadata: ['a'] }],
   ])('refuses %s', async (_, override) => {
     const account = await api.fundedAccount(1_000);
-    const res = await api.post('/charges', { accountId: account, amount: 100, currency: 'USD', ...override }, randomUUID());
+    const res = await api.post(
+      '/charges',
+      { accountId: account, amount: 100, currency: 'USD', ...override },
+      randomUUID(),
+    );
     expectProblem(res, 400, 'validation-failed');
     expect(await api.balance(account)).toBe(1_000);
   });
 
-  it.each(['[]', '"text"', '42', 'null'])('refuses a JSON body that is not an object: %s', async (body) => {
-    const res = await api.post('/charges', undefined, randomUUID()).set('Content-Type', 'application/json').send(body);
-    expect(res.status).toBe(400);
-    expect(res.body.type).toMatch(/^\/problems\/(validation-failed|malformed-json)$/);
-  });
+  it.each(['[]', '"text"', '42', 'null'])(
+    'refuses a JSON body that is not an object: %s',
+    async (body) => {
+      const res = await api
+        .post('/charges', undefined, randomUUID())
+        .set('Content-Type', 'application/json')
+        .send(body);
+      expect(res.status).toBe(400);
+      expect(res.body.type).toMatch(/^\/problems\/(validation-failed|malformed-json)$/);
+    },
+  );
 
   it.each(['limit=0', 'limit=101', 'limit=abc', 'limit=1.5', 'startingAfter=ch_nope', 'color=red'])(
     'refuses the query %s',
@@ -64,15 +86,30 @@ describe('400 validation-failed', () => {
   );
 
   it('refuses account names and currencies out of range', async () => {
-    expectProblem(await api.post('/accounts', { name: '', currency: 'USD' }), 400, 'validation-failed');
-    expectProblem(await api.post('/accounts', { name: 'x'.repeat(101), currency: 'USD' }), 400, 'validation-failed');
-    expectProblem(await api.post('/accounts', { name: 'A', currency: 'US' }), 400, 'validation-failed');
+    expectProblem(
+      await api.post('/accounts', { name: '', currency: 'USD' }),
+      400,
+      'validation-failed',
+    );
+    expectProblem(
+      await api.post('/accounts', { name: 'x'.repeat(101), currency: 'USD' }),
+      400,
+      'validation-failed',
+    );
+    expectProblem(
+      await api.post('/accounts', { name: 'A', currency: 'US' }),
+      400,
+      'validation-failed',
+    );
   });
 });
 
 describe('400 malformed-json', () => {
   it('answers a body that is not JSON', async () => {
-    const res = await api.post('/charges', undefined, randomUUID()).set('Content-Type', 'application/json').send('{"amount": ');
+    const res = await api
+      .post('/charges', undefined, randomUUID())
+      .set('Content-Type', 'application/json')
+      .send('{"amount": ');
     expectProblem(res, 400, 'malformed-json');
   });
 });
@@ -108,7 +145,9 @@ describe('409 idempotency-key-in-use', () => {
     await holder.connect();
     try {
       await holder.query('BEGIN');
-      await holder.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`${api.merchantId}:${key}`]);
+      await holder.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [
+        `${api.merchantId}:${key}`,
+      ]);
 
       const res = await api.charge(account, 100, key);
 
@@ -135,7 +174,10 @@ describe('413 payload-too-large', () => {
 
 describe('415 unsupported-media-type', () => {
   it('refuses a body that is not declared as JSON', async () => {
-    const res = await api.post('/charges', undefined, randomUUID()).set('Content-Type', 'text/plain').send('amount=100');
+    const res = await api
+      .post('/charges', undefined, randomUUID())
+      .set('Content-Type', 'text/plain')
+      .send('amount=100');
     expectProblem(res, 415, 'unsupported-media-type');
   });
 
@@ -148,7 +190,10 @@ describe('415 unsupported-media-type', () => {
 describe('422 balance-limit-exceeded', () => {
   it('refuses a deposit that would take the balance above Number.MAX_SAFE_INTEGER', async () => {
     const account = await api.createAccount();
-    await t.db.query('UPDATE accounts SET balance = $1 WHERE id = $2', [Number.MAX_SAFE_INTEGER - 10, account]);
+    await t.db.query('UPDATE accounts SET balance = $1 WHERE id = $2', [
+      Number.MAX_SAFE_INTEGER - 10,
+      account,
+    ]);
     // Seeded in SQL (reaching it by deposits of at most 1e12 would take 9,008 of
     // them), with a ledger entry so that balance == sum(ledger) still holds.
     await t.db.query(
@@ -157,8 +202,16 @@ describe('422 balance-limit-exceeded', () => {
       [api.merchantId, account, Number.MAX_SAFE_INTEGER - 10],
     );
 
-    const res = await api.post(`/accounts/${account}/deposits`, { amount: 11, currency: 'USD' }, randomUUID());
-    const ok = await api.post(`/accounts/${account}/deposits`, { amount: 10, currency: 'USD' }, randomUUID());
+    const res = await api.post(
+      `/accounts/${account}/deposits`,
+      { amount: 11, currency: 'USD' },
+      randomUUID(),
+    );
+    const ok = await api.post(
+      `/accounts/${account}/deposits`,
+      { amount: 10, currency: 'USD' },
+      randomUUID(),
+    );
 
     expectProblem(res, 422, 'balance-limit-exceeded');
     expect(ok.status).toBe(201);

@@ -1,7 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import type request from 'supertest';
-import { appRoutes, deref, loadOpenApi, type OpenApiDocument, ResponseValidator } from './support/openapi.js';
+import {
+  appRoutes,
+  deref,
+  loadOpenApi,
+  type OpenApiDocument,
+  ResponseValidator,
+} from './support/openapi.js';
 import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
 
 /**
@@ -27,16 +33,24 @@ const HTTP_METHODS = ['get', 'post', 'put', 'patch', 'delete'];
 
 describe('openapi.yaml and the routes', () => {
   it('documents exactly the routes the app serves', () => {
-    const served = appRoutes(t.app).map((r) => `${r.method.toUpperCase()} ${r.path}`).sort();
+    const served = appRoutes(t.app)
+      .map((r) => `${r.method.toUpperCase()} ${r.path}`)
+      .sort();
     const documented = Object.entries(doc.paths)
-      .flatMap(([path, item]) => Object.keys(item).filter((m) => HTTP_METHODS.includes(m)).map((m) => `${m.toUpperCase()} ${path}`))
+      .flatMap(([path, item]) =>
+        Object.keys(item)
+          .filter((m) => HTTP_METHODS.includes(m))
+          .map((m) => `${m.toUpperCase()} ${path}`),
+      )
       .sort();
     expect(documented).toEqual(served);
   });
 
   it('documents the Idempotency-Key of each idempotent route, required exactly where the code requires it', () => {
     for (const route of appRoutes(t.app)) {
-      const params = (doc.paths[route.path][route.method].parameters ?? []).map((p) => deref(doc, p));
+      const params = (doc.paths[route.path][route.method].parameters ?? []).map((p) =>
+        deref(doc, p),
+      );
       const key = params.find((p) => p.name === 'Idempotency-Key' && p.in === 'header');
       if (!route.idempotent) {
         expect({ route: route.path, key }).toEqual({ route: route.path, key: undefined });
@@ -50,14 +64,18 @@ describe('openapi.yaml and the routes', () => {
       expect(responses).toEqual(expect.arrayContaining(['201', '400', '409', '413', '415', '422']));
       const created = deref(doc, doc.paths[route.path][route.method].responses['201']);
       expect(Object.keys(created.headers ?? {})).toContain('Idempotent-Replayed');
-      if (route.idempotent.location) expect(Object.keys(created.headers ?? {})).toContain('Location');
+      if (route.idempotent.location)
+        expect(Object.keys(created.headers ?? {})).toContain('Location');
     }
   });
 
   it('documents 401 on every authenticated route, and 500 and 503 everywhere', () => {
     for (const route of appRoutes(t.app)) {
       const responses = Object.keys(doc.paths[route.path][route.method].responses);
-      expect({ route: route.path, has401: responses.includes('401') }).toEqual({ route: route.path, has401: !route.isPublic });
+      expect({ route: route.path, has401: responses.includes('401') }).toEqual({
+        route: route.path,
+        has401: !route.isPublic,
+      });
       expect(responses).toEqual(expect.arrayContaining(['503']));
       if (!route.isPublic) expect(responses).toContain('500');
     }
@@ -66,7 +84,13 @@ describe('openapi.yaml and the routes', () => {
 
 describe('responses match their documented schemas', () => {
   function check(method: string, path: string, res: request.Response): void {
-    const errors = validator.errors(method, path, res.status, res.headers['content-type'] ?? '', res.body);
+    const errors = validator.errors(
+      method,
+      path,
+      res.status,
+      res.headers['content-type'] ?? '',
+      res.body,
+    );
     expect({ route: `${method.toUpperCase()} ${path} ${res.status}`, errors }).toEqual({
       route: `${method.toUpperCase()} ${path} ${res.status}`,
       errors: [],
@@ -80,7 +104,11 @@ describe('responses match their documented schemas', () => {
     check('get', '/accounts/{id}', await api.get(`/accounts/${id}`));
     check('get', '/accounts', await api.get('/accounts'));
 
-    const deposit = await api.post(`/accounts/${id}/deposits`, { amount: 1_000, currency: 'USD' }, randomUUID());
+    const deposit = await api.post(
+      `/accounts/${id}/deposits`,
+      { amount: 1_000, currency: 'USD' },
+      randomUUID(),
+    );
     check('post', '/accounts/{accountId}/deposits', deposit);
 
     const charge = await api.charge(id, 400, randomUUID(), { metadata: { order: '7' } });
@@ -110,6 +138,10 @@ describe('responses match their documented schemas', () => {
     check('get', '/charges', await api.get('/charges?limit=0'));
     const unauthorized = await api.get('/accounts').set('Authorization', 'Bearer nope');
     check('get', '/accounts', unauthorized);
-    check('post', '/accounts', await api.post('/accounts').set('Content-Type', 'text/plain').send('x'));
+    check(
+      'post',
+      '/accounts',
+      await api.post('/accounts').set('Content-Type', 'text/plain').send('x'),
+    );
   });
 });

@@ -53,7 +53,7 @@ describe('lists', () => {
     expect((await merchant.get('/accounts')).body.data).toHaveLength(5);
   });
 
-  it("filters charges by account, newest first", async () => {
+  it('filters charges by account, newest first', async () => {
     const a = await api.fundedAccount(1_000);
     const b = await api.fundedAccount(1_000);
     const c1 = await api.charge(a, 10, randomUUID());
@@ -70,7 +70,11 @@ describe('lists', () => {
 describe('ledger', () => {
   it('records every movement, signed, with the balance after it; a failed charge leaves no entry', async () => {
     const account = await api.createAccount();
-    const deposit = await api.post(`/accounts/${account}/deposits`, { amount: 1_000, currency: 'USD' }, randomUUID());
+    const deposit = await api.post(
+      `/accounts/${account}/deposits`,
+      { amount: 1_000, currency: 'USD' },
+      randomUUID(),
+    );
     const charge = await api.charge(account, 400, randomUUID());
     const failed = await api.charge(account, 5_000, randomUUID());
 

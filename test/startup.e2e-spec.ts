@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -37,7 +37,10 @@ function freePort(): Promise<number> {
 }
 
 async function start(port: number): Promise<{ child: ChildProcess; output: () => string }> {
-  const child = spawn(process.execPath, ['dist/main.js'], { cwd: root, env: env({ PORT: String(port) }) });
+  const child = spawn(process.execPath, ['dist/main.js'], {
+    cwd: root,
+    env: env({ PORT: String(port) }),
+  });
   children.push(child);
   let output = '';
   child.stdout?.on('data', (chunk) => (output += chunk));
@@ -45,7 +48,10 @@ async function start(port: number): Promise<{ child: ChildProcess; output: () =>
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`the app exited: ${output}`);
-    const ok = await fetch(`http://127.0.0.1:${port}/health`).then((r) => r.ok, () => false);
+    const ok = await fetch(`http://127.0.0.1:${port}/health`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) return { child, output: () => output };
     await new Promise((r) => setTimeout(r, 200)); // polling the health endpoint
   }
@@ -59,44 +65,56 @@ function exited(child: ChildProcess): Promise<number | null> {
   });
 }
 
+/** The bash block between the curl-session markers of README.md. */
+function readmeCurlSession(): string {
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+  const block =
+    /<!-- curl-session:start -->\s*```bash\n([\s\S]*?)```\s*<!-- curl-session:end -->/.exec(readme);
+  if (!block) throw new Error('README.md has no curl session between its markers');
+  return block[1];
+}
+
 const accounts = (port: number, key: string) =>
   fetch(`http://127.0.0.1:${port}/accounts`, { headers: { Authorization: `Bearer ${key}` } });
 
 describe('npm start', () => {
-  it(
-    'serves the demo key on an embedded PostgreSQL, creates merchants beside it, keeps data across restarts, and exits 0 on SIGTERM',
-    async () => {
-      dataDir = await mkdtemp(path.join(tmpdir(), 'payments-start-'));
-      await chmod(dataDir, 0o755);
-      const port = await freePort();
+  it('serves the demo key on an embedded PostgreSQL, runs the README curl session twice with one debit, creates merchants beside it, keeps data across restarts, and exits 0 on SIGTERM', async () => {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'payments-start-'));
+    await chmod(dataDir, 0o755);
+    const port = await freePort();
 
-      const first = await start(port);
-      expect((await accounts(port, 'sk_test_demo')).status).toBe(200);
-      expect(first.output()).toContain('sk_test_demo');
+    const first = await start(port);
+    expect((await accounts(port, 'sk_test_demo')).status).toBe(200);
+    expect(first.output()).toContain('sk_test_demo');
 
-      const created = await run(process.execPath, ['dist/merchants/create-merchant.cli.js', '--name', 'Acme'], {
+    const created = await run(
+      process.execPath,
+      ['dist/merchants/create-merchant.cli.js', '--name', 'Acme'],
+      {
         cwd: root,
         env: env({}),
-      });
-      const apiKey = created.stdout.trim().split('\n').at(-1)!;
-      expect(apiKey).toMatch(/^sk_[A-Za-z0-9_-]{43}$/);
-      expect((await accounts(port, apiKey)).status).toBe(200);
-      expect(first.output()).not.toContain(apiKey);
+      },
+    );
+    const apiKey = created.stdout.trim().split('\n').at(-1)!;
+    expect(apiKey).toMatch(/^sk_[A-Za-z0-9_-]{43}$/);
+    expect((await accounts(port, apiKey)).status).toBe(200);
+    expect(first.output()).not.toContain(apiKey);
 
-      first.child.kill('SIGTERM');
-      expect(await exited(first.child)).toBe(0);
-      expect(existsSync(path.join(dataDir, 'embedded-postgres.json'))).toBe(false);
+    first.child.kill('SIGTERM');
+    expect(await exited(first.child)).toBe(0);
+    expect(existsSync(path.join(dataDir, 'embedded-postgres.json'))).toBe(false);
 
-      const second = await start(port);
-      expect((await accounts(port, apiKey)).status).toBe(200);
-      second.child.kill('SIGINT');
-      expect(await exited(second.child)).toBe(0);
-    },
-    120_000,
-  );
+    const second = await start(port);
+    expect((await accounts(port, apiKey)).status).toBe(200);
+    second.child.kill('SIGINT');
+    expect(await exited(second.child)).toBe(0);
+  }, 120_000);
 
   it('refuses to start with a bad setting, naming it', async () => {
-    const child = spawn(process.execPath, ['dist/main.js'], { cwd: root, env: env({ PORT: 'eighty' }) });
+    const child = spawn(process.execPath, ['dist/main.js'], {
+      cwd: root,
+      env: env({ PORT: 'eighty' }),
+    });
     children.push(child);
     let stderr = '';
     child.stderr?.on('data', (chunk) => (stderr += chunk));

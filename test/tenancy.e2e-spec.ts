@@ -39,7 +39,11 @@ describe('per-merchant isolation', () => {
     const charge = await alice.charge(account, 100, 'alice-charge-1');
 
     const missing = await bob.get('/accounts/acct_01J00000000000000000000000');
-    for (const path of [`/accounts/${account}`, `/charges/${charge.body.id}`, `/accounts/${account}/ledger`]) {
+    for (const path of [
+      `/accounts/${account}`,
+      `/charges/${charge.body.id}`,
+      `/accounts/${account}/ledger`,
+    ]) {
       const res = await bob.get(path);
       expect(res.status).toBe(404);
       expect(res.body.type).toBe('/problems/not-found');
@@ -51,7 +55,11 @@ describe('per-merchant isolation', () => {
     const account = await alice.fundedAccount(5_000);
 
     const charge = await bob.charge(account, 100, 'bob-steals-1');
-    const deposit = await bob.post(`/accounts/${account}/deposits`, { amount: 1, currency: 'USD' }, 'bob-gives-1');
+    const deposit = await bob.post(
+      `/accounts/${account}/deposits`,
+      { amount: 1, currency: 'USD' },
+      'bob-gives-1',
+    );
 
     expect(charge.status).toBe(404);
     expect(deposit.status).toBe(404);
@@ -67,12 +75,16 @@ describe('per-merchant isolation', () => {
     const accounts = await bob.get('/accounts?limit=100');
     const charges = await bob.get('/charges?limit=100');
 
-    const own = await t.db.query('SELECT id FROM accounts WHERE merchant_id = $1', [bob.merchantId]);
+    const own = await t.db.query('SELECT id FROM accounts WHERE merchant_id = $1', [
+      bob.merchantId,
+    ]);
     expect(accounts.body.data.map((a: { id: string }) => a.id).sort()).toEqual(
       own.rows.map((r) => r.id).sort(),
     );
     expect(accounts.body.data.map((a: { id: string }) => a.id)).not.toContain(aliceAccount);
     expect(charges.body.data.map((c: { id: string }) => c.id)).toContain(bobCharge.body.id);
-    expect(charges.body.data.every((c: { accountId: string }) => c.accountId !== aliceAccount)).toBe(true);
+    expect(
+      charges.body.data.every((c: { accountId: string }) => c.accountId !== aliceAccount),
+    ).toBe(true);
   });
 });

@@ -79,7 +79,8 @@ export class ChargesService {
       .repository(Charge)
       .createQueryBuilder('charge')
       .where('charge.merchant_id = :merchantId', { merchantId });
-    if (query.accountId) qb.andWhere('charge.account_id = :accountId', { accountId: query.accountId });
+    if (query.accountId)
+      qb.andWhere('charge.account_id = :accountId', { accountId: query.accountId });
     return page(qb, query, toChargeView);
   }
 }

@@ -15,7 +15,8 @@ const logger = new Logger('HTTP');
 export function requestContext(req: ApiRequest, res: Response, next: NextFunction): void {
   const started = process.hrtime.bigint();
   const incoming = req.headers['x-request-id'];
-  req.requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+  req.requestId =
+    typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
   res.setHeader('X-Request-Id', req.requestId);
   res.on('finish', () => {
     logger.log({

@@ -10,7 +10,9 @@ export class MoneyMovementDto {
   amount: number;
 
   @IsString()
-  @Matches(CURRENCY_PATTERN, { message: 'currency must be an ISO 4217 code in upper case, e.g. USD' })
+  @Matches(CURRENCY_PATTERN, {
+    message: 'currency must be an ISO 4217 code in upper case, e.g. USD',
+  })
   currency: string;
 
   @IsOptional()

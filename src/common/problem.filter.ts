@@ -1,8 +1,14 @@
-import { type ArgumentsHost, Catch, type ExceptionFilter, HttpException, Logger } from '@nestjs/common';
+import {
+  type ArgumentsHost,
+  Catch,
+  type ExceptionFilter,
+  HttpException,
+  Logger,
+} from '@nestjs/common';
 import type { Response } from 'express';
 import { RecordedResponseException } from '../idempotency/recorded-response.js';
 import type { ApiRequest } from './api-request.js';
-import { PROBLEM_CONTENT_TYPE, problemBody, ProblemError, type ProblemCode } from './problem.js';
+import { PROBLEM_CONTENT_TYPE, problemBody, ProblemError } from './problem.js';
 
 /**
  * The one place where errors become HTTP (RFC 9457 problem details, contract §5).
@@ -37,7 +43,11 @@ export class ProblemFilter implements ExceptionFilter {
         error: exception instanceof Error ? exception.stack : String(exception),
       });
     } else if (problem.code === 'service-unavailable') {
-      this.logger.warn({ msg: 'database unavailable', requestId: req.requestId, error: String(exception) });
+      this.logger.warn({
+        msg: 'database unavailable',
+        requestId: req.requestId,
+        error: String(exception),
+      });
     }
     res.status(problem.status).type(PROBLEM_CONTENT_TYPE);
     for (const [name, value] of Object.entries(problem.headers)) res.setHeader(name, value);
@@ -76,7 +86,10 @@ export function toProblem(exception: unknown): ProblemError {
       }
     }
   }
-  return new ProblemError('internal-error', 'Something went wrong on our side. Nothing was done; it is safe to retry.');
+  return new ProblemError(
+    'internal-error',
+    'Something went wrong on our side. Nothing was done; it is safe to retry.',
+  );
 }
 
 /** Errors raised by express's body parser carry a `type` (https://github.com/expressjs/body-parser#errors). */
@@ -101,7 +114,14 @@ function bodyParserProblem(exception: unknown): ProblemError | undefined {
 }
 
 /** Connection-level failures: the database is down, restarting, full or unreachable. */
-const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH']);
+const UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+]);
 
 export function isDatabaseUnavailable(exception: unknown): boolean {
   const error = exception as { code?: unknown; message?: unknown; driverError?: unknown } | null;

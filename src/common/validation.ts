@@ -31,7 +31,9 @@ export function createValidationPipe(): ValidationPipe {
       const list = flattenValidationErrors(errors);
       return new ProblemError(
         'validation-failed',
-        list.length === 1 ? `${list[0].field}: ${list[0].message}` : `${list.length} fields are invalid.`,
+        list.length === 1
+          ? `${list[0].field}: ${list[0].message}`
+          : `${list.length} fields are invalid.`,
         { errors: list },
       );
     },

@@ -16,8 +16,18 @@ describe('loadConfig', () => {
   });
 
   it('reads and converts the environment', () => {
-    const config = loadConfig({ PORT: '8080', DB_POOL_SIZE: '4', DATABASE_URL: 'postgres://u@h/db', NODE_ENV: 'production' });
-    expect(config).toMatchObject({ PORT: 8080, DB_POOL_SIZE: 4, DATABASE_URL: 'postgres://u@h/db', NODE_ENV: 'production' });
+    const config = loadConfig({
+      PORT: '8080',
+      DB_POOL_SIZE: '4',
+      DATABASE_URL: 'postgres://u@h/db',
+      NODE_ENV: 'production',
+    });
+    expect(config).toMatchObject({
+      PORT: 8080,
+      DB_POOL_SIZE: 4,
+      DATABASE_URL: 'postgres://u@h/db',
+      NODE_ENV: 'production',
+    });
   });
 
   it.each([

@@ -21,12 +21,12 @@ export async function openDatabase(
   onLog?: (message: string) => void,
 ): Promise<OpenDatabase> {
   if (config.DATABASE_URL) {
-    return { url: config.DATABASE_URL, startedEmbedded: false, close: async () => undefined };
+    return { url: config.DATABASE_URL, startedEmbedded: false, close: () => Promise.resolve() };
   }
   const marker = path.resolve(config.DATA_DIR, 'embedded-postgres.json');
   const running = await readRunning(marker);
   if (running && (await answers(running))) {
-    return { url: running, startedEmbedded: false, close: async () => undefined };
+    return { url: running, startedEmbedded: false, close: () => Promise.resolve() };
   }
   const embedded = await startEmbeddedPostgres({ dataDir: config.DATA_DIR, onLog });
   await writeFile(marker, JSON.stringify({ url: embedded.url, pid: process.pid }));

@@ -14,7 +14,12 @@ export class HealthController {
     try {
       await this.tx.query('SELECT 1');
     } catch {
-      throw new ProblemError('service-unavailable', 'The database does not answer.', {}, { 'Retry-After': '1' });
+      throw new ProblemError(
+        'service-unavailable',
+        'The database does not answer.',
+        {},
+        { 'Retry-After': '1' },
+      );
     }
     return { status: 'ok', database: 'up' };
   }

@@ -30,7 +30,13 @@ describe('requestFingerprint', () => {
   });
 
   it('treats numbers by value (100 and 1e2 are the same JSON number)', () => {
-    expect(requestFingerprint('POST', '/charges', JSON.parse(JSON.stringify(body).replace('100', '1e2')))).toBe(base);
+    expect(
+      requestFingerprint(
+        'POST',
+        '/charges',
+        JSON.parse(JSON.stringify(body).replace('100', '1e2')),
+      ),
+    ).toBe(base);
   });
 
   it('treats a missing body as {}', () => {

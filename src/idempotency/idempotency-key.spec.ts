@@ -17,7 +17,11 @@ describe('parseIdempotencyKey', () => {
     ['one character', 'x', 'x'],
     ['255 characters', 'k'.repeat(255), 'k'.repeat(255)],
     ['255 characters quoted', `"${'k'.repeat(255)}"`, 'k'.repeat(255)],
-    ['every visible ASCII character', '!#$%&\'()*+,-./09:;<=>?@AZ[]^_`az{|}~', '!#$%&\'()*+,-./09:;<=>?@AZ[]^_`az{|}~'],
+    [
+      'every visible ASCII character',
+      "!#$%&'()*+,-./09:;<=>?@AZ[]^_`az{|}~",
+      "!#$%&'()*+,-./09:;<=>?@AZ[]^_`az{|}~",
+    ],
     ['a bare value with a quote inside', 'ab"c', 'ab"c'],
   ])('accepts %s', (_, header, key) => {
     expect(parseIdempotencyKey(header)).toBe(key);

@@ -19,7 +19,8 @@ export function parseIdempotencyKey(header: string | string[] | undefined): stri
   const value = header.trim();
   const key = value.startsWith('"') ? unquote(value) : value;
   if (key.length === 0) throw invalid('the key is empty');
-  if (key.length > MAX_KEY_LENGTH) throw invalid(`the key is longer than ${MAX_KEY_LENGTH} characters`);
+  if (key.length > MAX_KEY_LENGTH)
+    throw invalid(`the key is longer than ${MAX_KEY_LENGTH} characters`);
   if (!VISIBLE_ASCII.test(key)) {
     throw invalid('the key may contain only visible ASCII characters (0x21-0x7E)');
   }
@@ -33,7 +34,8 @@ function unquote(value: string): string {
     const c = value[i];
     if (c === '\\') {
       const next = value[++i];
-      if (next !== '"' && next !== '\\') throw invalid('only \\" and \\\\ may be escaped in a quoted key');
+      if (next !== '"' && next !== '\\')
+        throw invalid('only \\" and \\\\ may be escaped in a quoted key');
       out += next;
     } else if (c === '"') {
       if (i !== value.length - 1) throw invalid('nothing may follow the closing quote');

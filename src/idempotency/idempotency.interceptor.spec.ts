@@ -122,7 +122,12 @@ function fakeResponse() {
   };
 }
 
-function run(method: keyof Routes, handler: CallHandler, key?: string, body: object = { amount: 1 }) {
+function run(
+  method: keyof Routes,
+  handler: CallHandler,
+  key?: string,
+  body: object = { amount: 1 },
+) {
   const req = {
     method: 'POST',
     path: '/things',
@@ -175,7 +180,10 @@ describe('IdempotencyInterceptor', () => {
     expect(await result).toBe('{"id":"t1","n":1}');
     expect(res.headers.location).toBe('/things/t1');
     expect(res.headers['idempotent-replayed']).toBeUndefined();
-    expect(keys.rows.get('mch_1:k1')).toMatchObject({ responseStatus: 201, responseBody: '{"id":"t1","n":1}' });
+    expect(keys.rows.get('mch_1:k1')).toMatchObject({
+      responseStatus: 201,
+      responseBody: '{"id":"t1","n":1}',
+    });
     expect(tx.outcomes).toEqual(['commit']);
   });
 
@@ -190,7 +198,9 @@ describe('IdempotencyInterceptor', () => {
 
   it('refuses a completed key sent with another body (422) without calling the handler', async () => {
     await run('create', handlerReturning({ id: 't1' }), 'k1', { amount: 1 }).result;
-    const error = await rejection(run('create', handlerReturning({ id: 't2' }), 'k1', { amount: 2 }).result);
+    const error = await rejection(
+      run('create', handlerReturning({ id: 't2' }), 'k1', { amount: 2 }).result,
+    );
     expect((error as ProblemError).code).toBe('idempotency-key-reused');
     expect(calls).toBe(1);
   });
@@ -211,7 +221,10 @@ describe('IdempotencyInterceptor', () => {
     const { response, replayed } = error as RecordedResponseException;
     expect(response.status).toBe(402);
     expect(response.contentType).toBe('application/problem+json');
-    expect(JSON.parse(response.body)).toMatchObject({ type: '/problems/insufficient-funds', chargeId: 'ch_1' });
+    expect(JSON.parse(response.body)).toMatchObject({
+      type: '/problems/insufficient-funds',
+      chargeId: 'ch_1',
+    });
     expect(replayed).toBe(false);
     expect(tx.outcomes).toEqual(['commit']);
     expect(keys.rows.get('mch_1:k1')?.responseBody).toBe(response.body);
@@ -233,8 +246,19 @@ describe('IdempotencyInterceptor', () => {
 
   it('rolls back its own work and replays the winner when another request stored the key first', async () => {
     const winner = row(
-      { merchantId: 'mch_1', key: 'k1', method: 'POST', path: '/things', fingerprint: requestFingerprint('POST', '/things', { amount: 1 }) },
-      { status: 201, contentType: 'application/json', body: '{"id":"winner"}', location: '/things/winner' },
+      {
+        merchantId: 'mch_1',
+        key: 'k1',
+        method: 'POST',
+        path: '/things',
+        fingerprint: requestFingerprint('POST', '/things', { amount: 1 }),
+      },
+      {
+        status: 201,
+        contentType: 'application/json',
+        body: '{"id":"winner"}',
+        location: '/things/winner',
+      },
     );
     keys.stolenBeforeSave = winner;
     const { res, result } = run('create', handlerReturning({ id: 'loser' }), 'k1');
@@ -243,4 +267,3 @@ describe('IdempotencyInterceptor', () => {
     expect(tx.outcomes).toEqual(['rollback']);
   });
 });
-

@@ -25,7 +25,11 @@ export class LedgerService {
     await this.tx.repository(LedgerEntry).insert({ id: newId('ledgerEntry'), ...entry });
   }
 
-  async list(merchantId: string, accountId: string, query: ListQuery): Promise<List<LedgerEntryView>> {
+  async list(
+    merchantId: string,
+    accountId: string,
+    query: ListQuery,
+  ): Promise<List<LedgerEntryView>> {
     const qb = this.tx
       .repository(LedgerEntry)
       .createQueryBuilder('entry')

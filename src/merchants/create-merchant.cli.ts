@@ -19,7 +19,9 @@ async function main(): Promise<void> {
   const dataSource = await new DataSource(dataSourceOptions(database.url, 2)).initialize();
   try {
     await runMigrations(dataSource);
-    const { merchant, apiKey } = await new MerchantsService(new TransactionHost(dataSource)).create(name);
+    const { merchant, apiKey } = await new MerchantsService(new TransactionHost(dataSource)).create(
+      name,
+    );
     console.log(`Created merchant ${merchant.id} (${merchant.name}). Its API key, shown once:`);
     console.log(apiKey);
   } finally {

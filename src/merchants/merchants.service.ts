@@ -9,7 +9,10 @@ export class MerchantsService {
   constructor(private readonly tx: TransactionHost) {}
 
   /** Creates a merchant; returns its API key, which is not stored and cannot be shown again. */
-  async create(name: string, apiKey = generateApiKey()): Promise<{ merchant: Merchant; apiKey: string }> {
+  async create(
+    name: string,
+    apiKey = generateApiKey(),
+  ): Promise<{ merchant: Merchant; apiKey: string }> {
     const merchant = this.tx.repository(Merchant).create({
       id: newId('merchant'),
       name,

@@ -18,11 +18,17 @@ export default async function globalSetup() {
     const name = new URL(adminUrl).pathname.slice(1);
     // The suite creates and drops databases: only on a server meant for tests.
     if (!/test/i.test(name)) {
-      throw new Error(`Refusing to run the e2e tests against database '${name}': DATABASE_URL must name a database whose name contains "test".`);
+      throw new Error(
+        `Refusing to run the e2e tests against database '${name}': DATABASE_URL must name a database whose name contains "test".`,
+      );
     }
   } else {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'payments-test-pg-'));
-    const embedded = await startEmbeddedPostgres({ dataDir, persistent: false, database: 'postgres' });
+    const embedded = await startEmbeddedPostgres({
+      dataDir,
+      persistent: false,
+      database: 'postgres',
+    });
     globalThis.__EMBEDDED_PG__ = embedded;
     adminUrl = embedded.adminUrl;
   }

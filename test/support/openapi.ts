@@ -16,7 +16,14 @@ export interface OpenApiDocument {
 }
 export interface Operation {
   parameters?: Array<{ $ref?: string; name?: string; in?: string; required?: boolean }>;
-  responses: Record<string, { $ref?: string; content?: Record<string, { schema: unknown }>; headers?: Record<string, unknown> }>;
+  responses: Record<
+    string,
+    {
+      $ref?: string;
+      content?: Record<string, { schema: unknown }>;
+      headers?: Record<string, unknown>;
+    }
+  >;
 }
 
 export const openApiPath = path.resolve(import.meta.dirname, '../../openapi.yaml');
@@ -81,22 +88,33 @@ export class ResponseValidator {
   }
 
   /** Returns the schema errors (empty when the body matches), or throws if the spec lacks the response. */
-  errors(method: string, path: string, status: number, contentType: string, body: unknown): string[] {
+  errors(
+    method: string,
+    path: string,
+    status: number,
+    contentType: string,
+    body: unknown,
+  ): string[] {
     const operation = this.doc.paths[path]?.[method];
     if (!operation) throw new Error(`openapi.yaml has no ${method.toUpperCase()} ${path}`);
     const response = operation.responses[String(status)];
-    if (!response) throw new Error(`openapi.yaml has no ${status} for ${method.toUpperCase()} ${path}`);
+    if (!response)
+      throw new Error(`openapi.yaml has no ${status} for ${method.toUpperCase()} ${path}`);
     const mediaType = contentType.split(';')[0].trim();
     const resolved = deref(this.doc, response);
     if (!resolved.content?.[mediaType]) {
-      throw new Error(`openapi.yaml has no ${mediaType} body for ${status} of ${method.toUpperCase()} ${path}`);
+      throw new Error(
+        `openapi.yaml has no ${mediaType} body for ${status} of ${method.toUpperCase()} ${path}`,
+      );
     }
     const pointer = response.$ref
       ? `${response.$ref}/content/${escape(mediaType)}/schema`
       : `#/paths/${escape(path)}/${method}/responses/${status}/content/${escape(mediaType)}/schema`;
     const validate = this.ajv.getSchema(`openapi${pointer}`);
     if (!validate) throw new Error(`cannot compile ${pointer}`);
-    return validate(body) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath} ${e.message}`);
+    return validate(body)
+      ? []
+      : (validate.errors ?? []).map((e) => `${e.instancePath} ${e.message}`);
   }
 }
 

@@ -108,7 +108,11 @@ export class ApiClient {
   }
 
   async deposit(accountId: string, amount: number, currency = 'USD'): Promise<void> {
-    const res = await this.post(`/accounts/${accountId}/deposits`, { amount, currency }, randomUUID());
+    const res = await this.post(
+      `/accounts/${accountId}/deposits`,
+      { amount, currency },
+      randomUUID(),
+    );
     if (res.status !== 201) throw new Error(`deposit: ${res.status} ${res.text}`);
   }
 

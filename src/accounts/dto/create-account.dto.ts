@@ -8,6 +8,8 @@ export class CreateAccountDto {
 
   /** ISO 4217 alphabetic code, upper case. */
   @IsString()
-  @Matches(CURRENCY_PATTERN, { message: 'currency must be an ISO 4217 code in upper case, e.g. USD' })
+  @Matches(CURRENCY_PATTERN, {
+    message: 'currency must be an ISO 4217 code in upper case, e.g. USD',
+  })
   currency: string;
 }

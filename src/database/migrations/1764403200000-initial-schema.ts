@@ -90,7 +90,9 @@ export class InitialSchema1764403200000 implements MigrationInterface {
         FOREIGN KEY (merchant_id, account_id) REFERENCES accounts (merchant_id, id) ON DELETE RESTRICT,
         CHECK ((type = 'charge') = (amount < 0))
       )`);
-    await db.query(`CREATE INDEX ledger_entries_account_idx ON ledger_entries (merchant_id, account_id, id)`);
+    await db.query(
+      `CREATE INDEX ledger_entries_account_idx ON ledger_entries (merchant_id, account_id, id)`,
+    );
     await db.query(`CREATE INDEX charges_account_idx ON charges (merchant_id, account_id, id)`);
     await db.query(`
       -- One row per completed idempotent request, written in the same transaction

@@ -1,0 +1,93 @@
+import { describe, expect, it } from '@jest/globals';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse } from 'yaml';
+import { CONFIG_KEYS, loadConfig } from '../src/config/config.js';
+
+/**
+ * There is no Docker engine where the tests run, so the files are checked
+ * against the app instead: the variables compose sets are the ones the app
+ * reads, with values it accepts, and DATABASE_URL points at the compose database.
+ */
+const root = path.resolve(import.meta.dirname, '..');
+const read = (file: string) => readFileSync(path.join(root, file), 'utf8');
+
+interface Compose {
+  services: Record<
+    string,
+    {
+      image?: string;
+      build?: unknown;
+      environment?: Record<string, string>;
+      depends_on?: Record<string, { condition: string }>;
+      ports?: string[];
+      healthcheck?: unknown;
+    }
+  >;
+}
+
+describe('docker-compose.yml', () => {
+  const compose = parse(read('docker-compose.yml')) as Compose;
+  const api = compose.services.api;
+  const db = compose.services.postgres;
+
+  it('has a PostgreSQL with a health check and an API built from the Dockerfile that waits for it', () => {
+    expect(Object.keys(compose.services).sort()).toEqual(['api', 'postgres']);
+    expect(db.image).toMatch(/^postgres:\d+/);
+    expect(db.healthcheck).toBeDefined();
+    expect(api.build).toBe('.');
+    expect(api.depends_on).toEqual({ postgres: { condition: 'service_healthy' } });
+  });
+
+  it('sets only variables the app reads, with values its config accepts', () => {
+    const env = api.environment ?? {};
+    for (const name of Object.keys(env)) expect(CONFIG_KEYS).toContain(name);
+    expect(() => loadConfig(env)).not.toThrow();
+  });
+
+  it('points DATABASE_URL at the compose database with its credentials', () => {
+    const url = new URL(api.environment!.DATABASE_URL);
+    const dbEnv = db.environment!;
+    expect(url.hostname).toBe('postgres');
+    expect(url.port).toBe('5432');
+    expect(decodeURIComponent(url.username)).toBe(dbEnv.POSTGRES_USER);
+    expect(decodeURIComponent(url.password)).toBe(dbEnv.POSTGRES_PASSWORD);
+    expect(url.pathname).toBe(`/${dbEnv.POSTGRES_DB}`);
+  });
+
+  it('publishes the port the app listens on', () => {
+    const port = loadConfig(api.environment).PORT;
+    expect(api.ports).toContain(`${port}:${port}`);
+  });
+});
+
+describe('Dockerfile', () => {
+  const dockerfile = read('Dockerfile');
+  const instructions = dockerfile
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .filter((line) => line.trim() && !line.trim().startsWith('#'));
+  const last = (keyword: string) => instructions.filter((l) => l.startsWith(keyword)).at(-1) ?? '';
+
+  it('builds in stages on the Node.js major the package asks for', () => {
+    const froms = instructions.filter((l) => l.startsWith('FROM '));
+    expect(froms.length).toBeGreaterThanOrEqual(2);
+    const engines = (JSON.parse(read('package.json')) as { engines: { node: string } }).engines
+      .node;
+    const major = /(\d+)/.exec(engines)![1];
+    for (const from of froms) expect(from).toMatch(new RegExp(`node:${major}\\b`));
+  });
+
+  it('runs the compiled app as a non-root user, with a health check, on the exposed port', () => {
+    expect(last('USER')).toMatch(/^USER (?!root)\w+/);
+    expect(last('HEALTHCHECK')).toContain('/health');
+    expect(last('CMD')).toContain('dist/main.js');
+    expect(last('EXPOSE')).toBe(`EXPOSE ${loadConfig({}).PORT}`);
+    expect(dockerfile).toMatch(/npm prune --omit=dev|npm ci --omit=dev/);
+  });
+
+  it('is not sent node_modules, dist or local data', () => {
+    const ignored = read('.dockerignore').split('\n');
+    expect(ignored).toEqual(expect.arrayContaining(['node_modules', 'dist', '.data', '.git']));
+  });
+});
