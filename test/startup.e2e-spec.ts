@@ -100,6 +100,20 @@ describe('npm start', () => {
     expect((await accounts(port, apiKey)).status).toBe(200);
     expect(first.output()).not.toContain(apiKey);
 
+    // The README's curl session, pasted twice: the second time is all replays.
+    const session = readmeCurlSession();
+    const shell = () =>
+      run('bash', ['-e', '-c', session], {
+        env: { ...process.env, API: `http://127.0.0.1:${port}` },
+      });
+    const once = await shell();
+    const twice = await shell();
+    expect(once.stdout).toMatch(/HTTP\/1\.1 201 Created/);
+    expect(once.stdout).not.toMatch(/Idempotent-Replayed/i);
+    expect(twice.stdout).toMatch(/Idempotent-Replayed: true/i);
+    expect(once.stdout).toMatch(/"balance":7500/);
+    expect(twice.stdout).toMatch(/"balance":7500/);
+
     first.child.kill('SIGTERM');
     expect(await exited(first.child)).toBe(0);
     expect(existsSync(path.join(dataDir, 'embedded-postgres.json'))).toBe(false);
