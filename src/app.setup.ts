@@ -1,6 +1,11 @@
 import type { INestApplication } from '@nestjs/common';
 import express from 'express';
-import { JSON_BODY_TYPES, requestContext, requireJsonBody } from './common/http.middleware.js';
+import {
+  JSON_BODY_TYPES,
+  rejectHostileJson,
+  requestContext,
+  requireJsonBody,
+} from './common/http.middleware.js';
 import { createValidationPipe } from './common/validation.js';
 
 /** Contract §5: bodies over 100 kB are refused with 413. */
@@ -18,6 +23,7 @@ export function configureApp(app: INestApplication): INestApplication {
   app.use(requestContext);
   app.use(requireJsonBody);
   app.use(express.json({ limit: BODY_LIMIT, type: JSON_BODY_TYPES, strict: true }));
+  app.use(rejectHostileJson);
   app.useGlobalPipes(createValidationPipe());
   return app;
 }

@@ -104,6 +104,34 @@ describe('400 validation-failed', () => {
   });
 });
 
+describe('hostile input gets a 4xx, never a 500', () => {
+  const deepArray = '['.repeat(40_000) + ']'.repeat(40_000);
+  const deepObject = '{"a":'.repeat(5_000) + '1' + '}'.repeat(5_000);
+  it.each([
+    ['arrays nested 40,000 deep', deepArray],
+    ['objects nested 5,000 deep', deepObject],
+    ['a __proto__ key', '{"__proto__":{"admin":true},"accountId":"a","amount":1,"currency":"USD"}'],
+    [
+      'a nested constructor key',
+      '{"accountId":"a","amount":1,"currency":"USD","metadata":{"constructor":"x"}}',
+    ],
+    ['a NUL in a string', '{"accountId":"a\\u0000b","amount":1,"currency":"USD"}'],
+  ])('refuses %s with 400 validation-failed', async (_, body) => {
+    const res = await api
+      .post('/charges', undefined, randomUUID())
+      .set('Content-Type', 'application/json')
+      .send(body);
+    expectProblem(res, 400, 'validation-failed');
+  });
+
+  it.each(['/accounts/a%00b', '/charges?accountId=a%00b', '/charges/%FF'])(
+    'refuses the URL %s with 400',
+    async (url) => {
+      expectProblem(await api.get(url), 400, 'validation-failed');
+    },
+  );
+});
+
 describe('400 malformed-json', () => {
   it('answers a body that is not JSON', async () => {
     const res = await api

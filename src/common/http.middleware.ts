@@ -51,3 +51,51 @@ export function requireJsonBody(req: ApiRequest, _res: Response, next: NextFunct
   }
   next();
 }
+
+/** Deeper than any body of this API needs; recursion on hostile depth would overflow the stack. */
+export const MAX_JSON_DEPTH = 32;
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/**
+ * Refuses (400) what JSON allows but this service must not process: nesting deeper
+ * than MAX_JSON_DEPTH, NUL characters (PostgreSQL text cannot hold them) and keys
+ * that would reach object prototypes. Iterative, so hostile input cannot exhaust
+ * the stack here either.
+ */
+export function rejectHostileJson(req: ApiRequest, _res: Response, next: NextFunction): void {
+  if (/%00/.test(req.url)) {
+    next(invalidInput('url', 'the URL must not contain NUL characters'));
+    return;
+  }
+  const stack: Array<{ value: unknown; path: string; depth: number }> = [
+    { value: req.body as unknown, path: '', depth: 0 },
+  ];
+  while (stack.length > 0) {
+    const { value, path, depth } = stack.pop()!;
+    const field = path || 'body';
+    if (typeof value === 'string') {
+      if (value.includes('\u0000'))
+        return next(invalidInput(field, 'must not contain NUL characters'));
+      continue;
+    }
+    if (typeof value !== 'object' || value === null) continue;
+    if (depth >= MAX_JSON_DEPTH) {
+      return next(invalidInput(field, `nesting deeper than ${MAX_JSON_DEPTH} levels`));
+    }
+    for (const [key, child] of Object.entries(value)) {
+      if (FORBIDDEN_KEYS.has(key) || key.includes('\u0000')) {
+        return next(
+          invalidInput(path ? `${path}.${key}` : key, 'this property name is not allowed'),
+        );
+      }
+      stack.push({ value: child, path: path ? `${path}.${key}` : key, depth: depth + 1 });
+    }
+  }
+  next();
+}
+
+function invalidInput(field: string, message: string): ProblemError {
+  return new ProblemError('validation-failed', `${field}: ${message}`, {
+    errors: [{ field, message }],
+  });
+}

@@ -62,6 +62,16 @@ export function toProblem(exception: unknown): ProblemError {
   const cause = exception instanceof HttpException ? exception.cause : undefined;
   const parserProblem = bodyParserProblem(cause ?? exception);
   if (parserProblem) return parserProblem;
+  if (databaseCode(exception) === CHARACTER_NOT_IN_REPERTOIRE) {
+    // Text PostgreSQL cannot store (a NUL that slipped past the input checks).
+    return new ProblemError(
+      'validation-failed',
+      'The request contains characters that cannot be stored.',
+      {
+        errors: [{ field: 'request', message: 'contains characters that cannot be stored' }],
+      },
+    );
+  }
   if (isDatabaseUnavailable(exception)) {
     return new ProblemError(
       'service-unavailable',
@@ -111,6 +121,14 @@ function bodyParserProblem(exception: unknown): ProblemError | undefined {
     default:
       return undefined;
   }
+}
+
+const CHARACTER_NOT_IN_REPERTOIRE = '22021';
+
+function databaseCode(exception: unknown): string | undefined {
+  const error = exception as { code?: unknown; driverError?: { code?: unknown } } | null;
+  const code = error?.driverError?.code ?? error?.code;
+  return typeof code === 'string' ? code : undefined;
 }
 
 /** Connection-level failures: the database is down, restarting, full or unreachable. */
