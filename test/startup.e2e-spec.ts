@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import pg from 'pg';
 
 /**
  * The two-command promise: the compiled app (what `npm start` runs), with no
@@ -36,10 +37,13 @@ function freePort(): Promise<number> {
   });
 }
 
-async function start(port: number): Promise<{ child: ChildProcess; output: () => string }> {
+async function start(
+  port: number,
+  extra: Record<string, string> = {},
+): Promise<{ child: ChildProcess; output: () => string }> {
   const child = spawn(process.execPath, ['dist/main.js'], {
     cwd: root,
-    env: env({ PORT: String(port) }),
+    env: env({ PORT: String(port), ...extra }),
   });
   children.push(child);
   let output = '';
@@ -123,6 +127,28 @@ describe('npm start', () => {
     second.child.kill('SIGINT');
     expect(await exited(second.child)).toBe(0);
   }, 120_000);
+
+  it('creates no demo merchant in production, on the database of DATABASE_URL', async () => {
+    const admin = new pg.Client({ connectionString: process.env.TEST_ADMIN_URL });
+    await admin.connect();
+    const name = `payments_test_prod_${process.pid}`;
+    await admin.query(`CREATE DATABASE ${name} TEMPLATE ${process.env.TEST_TEMPLATE_DB}`);
+    try {
+      const url = new URL(process.env.TEST_ADMIN_URL!);
+      url.pathname = `/${name}`;
+      const port = await freePort();
+      const app = await start(port, { NODE_ENV: 'production', DATABASE_URL: url.toString() });
+
+      expect((await accounts(port, 'sk_test_demo')).status).toBe(401);
+      expect(app.output()).not.toContain('sk_test_demo');
+
+      app.child.kill('SIGTERM');
+      expect(await exited(app.child)).toBe(0);
+    } finally {
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.end();
+    }
+  });
 
   it('refuses to start with a bad setting, naming it', async () => {
     const child = spawn(process.execPath, ['dist/main.js'], {
