@@ -150,6 +150,43 @@ describe('npm start', () => {
     }
   });
 
+  it('npm run migration:run migrates an empty database once, then finds nothing to do', async () => {
+    const admin = new pg.Client({ connectionString: process.env.TEST_ADMIN_URL });
+    await admin.connect();
+    const name = `payments_test_migrate_${process.pid}`;
+    await admin.query(`CREATE DATABASE ${name}`);
+    try {
+      const url = new URL(process.env.TEST_ADMIN_URL!);
+      url.pathname = `/${name}`;
+      const migrate = () =>
+        run(process.execPath, ['dist/database/migrate.js'], {
+          cwd: root,
+          env: env({ DATABASE_URL: url.toString() }),
+        });
+
+      expect((await migrate()).stdout).toMatch(/^Applied: InitialSchema/);
+      expect((await migrate()).stdout).toMatch(/^No pending migrations/);
+      const db = new pg.Client({ connectionString: url.toString() });
+      await db.connect();
+      const { rows } = await db.query(
+        `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1`,
+      );
+      await db.end();
+      expect(rows.map((r: { table_name: string }) => r.table_name)).toEqual([
+        'accounts',
+        'charges',
+        'deposits',
+        'idempotency_keys',
+        'ledger_entries',
+        'merchants',
+        'migrations',
+      ]);
+    } finally {
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.end();
+    }
+  });
+
   it('refuses to start with a bad setting, naming it', async () => {
     const child = spawn(process.execPath, ['dist/main.js'], {
       cwd: root,
