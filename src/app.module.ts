@@ -11,6 +11,7 @@ import { HealthController } from './health/health.controller.js';
 import { IdempotencyModule } from './idempotency/idempotency.module.js';
 import { LedgerModule } from './ledger/ledger.module.js';
 import { MerchantsModule } from './merchants/merchants.module.js';
+import { RefundsModule } from './refunds/refunds.module.js';
 
 @Module({})
 export class AppModule {
@@ -26,6 +27,7 @@ export class AppModule {
         AccountsModule,
         DepositsModule,
         ChargesModule,
+        RefundsModule,
         LedgerModule,
       ],
       controllers: [HealthController],

@@ -119,6 +119,19 @@ describe('responses match their documented schemas', () => {
     check('get', '/charges/{id}', await api.get(`/charges/${charge.body.id}`));
     check('get', '/charges/{id}', await api.get(`/charges/${failed.body.chargeId}`));
     check('get', '/charges', await api.get(`/charges?accountId=${id}`));
+    const refund = await api.post(
+      `/charges/${charge.body.id}/refunds`,
+      { amount: 100 },
+      randomUUID(),
+    );
+    check('post', '/charges/{chargeId}/refunds', refund);
+    const tooMuch = await api.post(
+      `/charges/${charge.body.id}/refunds`,
+      { amount: 1_000 },
+      randomUUID(),
+    );
+    expect(tooMuch.status).toBe(422);
+    check('post', '/charges/{chargeId}/refunds', tooMuch);
     check('get', '/accounts/{accountId}/ledger', await api.get(`/accounts/${id}/ledger`));
 
     const health = await api.get('/health');

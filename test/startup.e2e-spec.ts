@@ -164,7 +164,7 @@ describe('npm start', () => {
           env: env({ DATABASE_URL: url.toString() }),
         });
 
-      expect((await migrate()).stdout).toMatch(/^Applied: InitialSchema/);
+      expect((await migrate()).stdout).toMatch(/^Applied: InitialSchema\d+, Refunds\d+/);
       expect((await migrate()).stdout).toMatch(/^No pending migrations/);
       const db = new pg.Client({ connectionString: url.toString() });
       await db.connect();
@@ -180,6 +180,7 @@ describe('npm start', () => {
         'ledger_entries',
         'merchants',
         'migrations',
+        'refunds',
       ]);
     } finally {
       await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);

@@ -47,6 +47,12 @@ export class AppConfig {
   @Min(1)
   IDEMPOTENCY_TTL_SECONDS = 86_400;
 
+  /** How often expired keys are purged; 0 turns the background purge off. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  IDEMPOTENCY_PURGE_INTERVAL_SECONDS = 60;
+
   @IsIn(LOG_LEVELS)
   LOG_LEVEL: LogLevel = 'info';
 

@@ -6,9 +6,11 @@ import { IdempotencyKey } from '../idempotency/idempotency-key.entity.js';
 import { LedgerEntry } from '../ledger/ledger-entry.entity.js';
 import { Merchant } from '../merchants/merchant.entity.js';
 import { InitialSchema1764403200000 } from './migrations/1764403200000-initial-schema.js';
+import { Refunds1764489600000 } from './migrations/1764489600000-refunds.js';
+import { Refund } from '../refunds/refund.entity.js';
 
-export const ENTITIES = [Merchant, Account, Deposit, Charge, LedgerEntry, IdempotencyKey];
-export const MIGRATIONS = [InitialSchema1764403200000];
+export const ENTITIES = [Merchant, Account, Deposit, Charge, Refund, LedgerEntry, IdempotencyKey];
+export const MIGRATIONS = [InitialSchema1764403200000, Refunds1764489600000];
 
 /**
  * The one data source definition, shared by the app, the migration command and

@@ -26,7 +26,8 @@ export class IdempotencyService {
     const [row] = await this.tx.query<IdempotencyKey>(
       `SELECT request_method AS "requestMethod", request_path AS "requestPath", fingerprint,
               response_status AS "responseStatus", response_content_type AS "responseContentType",
-              response_body AS "responseBody", response_location AS "responseLocation"
+              response_body AS "responseBody", response_location AS "responseLocation",
+              key, created_at AS "createdAt", expires_at AS "expiresAt"
          FROM idempotency_keys
         WHERE merchant_id = $1 AND key = $2 AND expires_at > now()`,
       [merchantId, key],

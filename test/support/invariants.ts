@@ -32,6 +32,19 @@ export async function ledgerViolations(db: pg.Pool): Promise<string[]> {
         WHERE (SELECT count(*) FROM ledger_entries l
                 WHERE l.merchant_id = d.merchant_id AND l.source_id = d.id AND l.amount = d.amount) <> 1`,
     ],
+    [
+      'refund without exactly one ledger entry',
+      `SELECT r.id FROM refunds r
+        WHERE (SELECT count(*) FROM ledger_entries l
+                WHERE l.merchant_id = r.merchant_id AND l.source_id = r.id AND l.amount = r.amount) <> 1`,
+    ],
+    [
+      'charge whose refunds do not add up to amountRefunded, or exceed it',
+      `SELECT c.id FROM charges c
+         LEFT JOIN refunds r ON r.merchant_id = c.merchant_id AND r.charge_id = c.id
+        GROUP BY c.merchant_id, c.id, c.amount, c.amount_refunded
+       HAVING COALESCE(SUM(r.amount), 0) <> c.amount_refunded OR c.amount_refunded > c.amount`,
+    ],
   ];
   const violations: string[] = [];
   for (const [what, sql] of checks) {

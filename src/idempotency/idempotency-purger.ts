@@ -1,0 +1,74 @@
+import {
+  Inject,
+  Injectable,
+  Logger,
+  type OnApplicationBootstrap,
+  type OnModuleDestroy,
+} from '@nestjs/common';
+import type { AppConfig } from '../config/config.js';
+import { APP_CONFIG } from '../config/config.module.js';
+import { TransactionHost } from '../database/transaction-host.js';
+
+/** Rows deleted per statement: each batch is a short transaction that locks only its own rows. */
+export const PURGE_BATCH_SIZE = 1_000;
+
+/**
+ * Deletes expired idempotency keys in the background (contract §4.9). Requests
+ * never depend on it: an expired key is already treated as unused when it is
+ * looked up. Batches skip rows that a request has locked (SKIP LOCKED), so the
+ * purge never waits on, or holds up, a request.
+ */
+@Injectable()
+export class IdempotencyPurger implements OnApplicationBootstrap, OnModuleDestroy {
+  private readonly logger = new Logger('IdempotencyPurger');
+  private timer?: NodeJS.Timeout;
+  private running?: Promise<void>;
+
+  constructor(
+    private readonly tx: TransactionHost,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    const seconds = this.config.IDEMPOTENCY_PURGE_INTERVAL_SECONDS;
+    if (seconds > 0) this.timer = setInterval(() => void this.runPass(), seconds * 1_000).unref();
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** One scheduled pass. A failure is logged and the next pass tries again. */
+  runPass(): Promise<void> {
+    this.running ??= this.purgeExpired()
+      .then((deleted) => {
+        if (deleted > 0) this.logger.log({ msg: 'expired idempotency keys purged', deleted });
+      })
+      .catch((error: unknown) => {
+        this.logger.warn({ msg: 'idempotency key purge failed; will retry', error: String(error) });
+      })
+      .finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  /** Deletes every expired key, `batchSize` rows per statement. Returns how many. */
+  async purgeExpired(batchSize = PURGE_BATCH_SIZE): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const rows = await this.tx.query(
+        `DELETE FROM idempotency_keys
+          WHERE (merchant_id, key) IN (
+                SELECT merchant_id, key FROM idempotency_keys
+                 WHERE expires_at <= now()
+                 ORDER BY expires_at
+                 LIMIT $1
+                   FOR UPDATE SKIP LOCKED)
+         RETURNING 1`,
+        [batchSize],
+      );
+      total += rows.length;
+      if (rows.length < batchSize) return total;
+    }
+  }
+}
