@@ -62,6 +62,7 @@ describe('openapi.yaml and the routes', () => {
       });
       const responses = Object.keys(doc.paths[route.path][route.method].responses);
       expect(responses).toEqual(expect.arrayContaining(['201', '400', '409', '413', '415', '422']));
+      expect(params.some((p) => p.name === 'Prefer' && p.in === 'header')).toBe(true);
       const created = deref(doc, doc.paths[route.path][route.method].responses['201']);
       expect(Object.keys(created.headers ?? {})).toContain('Idempotent-Replayed');
       if (route.idempotent.location)

@@ -26,10 +26,10 @@ export class ProblemFilter implements ExceptionFilter {
     if (res.headersSent) return;
 
     if (exception instanceof RecordedResponseException) {
-      const { response, replayed } = exception;
+      const { response, headers } = exception;
       res.status(response.status).type(response.contentType);
       if (response.location) res.location(response.location);
-      if (replayed) res.setHeader('Idempotent-Replayed', 'true');
+      for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
       res.send(response.body);
       return;
     }

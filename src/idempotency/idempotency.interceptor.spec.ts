@@ -1,4 +1,4 @@
-import { beforeEach, describe, expect, it } from '@jest/globals';
+import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import type { CallHandler } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { ExecutionContextHost } from '@nestjs/core/helpers/execution-context-host.js';
@@ -38,6 +38,14 @@ class InMemoryKeys {
     return this.rows.get(`${merchantId}:${key}`) ?? null;
   }
   async tryLock(merchantId: string, key: string) {
+    return !this.locked.has(`${merchantId}:${key}`);
+  }
+  /** Probes of a held key; `onProbe` plays the original finishing meanwhile. */
+  probes = 0;
+  onProbe?: (probe: number) => void;
+  async isFree(merchantId: string, key: string) {
+    this.probes += 1;
+    this.onProbe?.(this.probes);
     return !this.locked.has(`${merchantId}:${key}`);
   }
   async save(claim: KeyClaim, response: RecordedResponse) {
@@ -127,12 +135,13 @@ function run(
   handler: CallHandler,
   key?: string,
   body: object = { amount: 1 },
+  extraHeaders: Record<string, string> = {},
 ) {
   const req = {
     method: 'POST',
     path: '/things',
     body,
-    headers: key === undefined ? {} : { 'idempotency-key': key },
+    headers: { ...(key === undefined ? {} : { 'idempotency-key': key }), ...extraHeaders },
     merchant: { id: 'mch_1', name: 'M' },
   };
   const res = fakeResponse();
@@ -218,14 +227,14 @@ describe('IdempotencyInterceptor', () => {
     const domain = new DomainError('insufficient-funds', 'no money', { chargeId: 'ch_1' });
     const error = await rejection(run('create', handlerThrowing(domain), 'k1').result);
     expect(error).toBeInstanceOf(RecordedResponseException);
-    const { response, replayed } = error as RecordedResponseException;
+    const { response, headers } = error as RecordedResponseException;
     expect(response.status).toBe(402);
     expect(response.contentType).toBe('application/problem+json');
     expect(JSON.parse(response.body)).toMatchObject({
       type: '/problems/insufficient-funds',
       chargeId: 'ch_1',
     });
-    expect(replayed).toBe(false);
+    expect(headers).toEqual({});
     expect(tx.outcomes).toEqual(['commit']);
     expect(keys.rows.get('mch_1:k1')?.responseBody).toBe(response.body);
   });
@@ -265,5 +274,92 @@ describe('IdempotencyInterceptor', () => {
     expect(await result).toBe('{"id":"winner"}');
     expect(res.headers['idempotent-replayed']).toBe('true');
     expect(tx.outcomes).toEqual(['rollback']);
+  });
+
+  describe('Prefer: wait', () => {
+    afterEach(() => {
+      jest.useRealTimers();
+    });
+
+    it('waits for the original to commit, then replays it with Preference-Applied', async () => {
+      jest.useFakeTimers();
+      keys.locked.add('mch_1:k1');
+      const stored = row(
+        {
+          merchantId: 'mch_1',
+          key: 'k1',
+          method: 'POST',
+          path: '/things',
+          fingerprint: requestFingerprint('POST', '/things', { amount: 1 }),
+        },
+        {
+          status: 201,
+          contentType: 'application/json',
+          body: '{"id":"original"}',
+          location: '/things/original',
+        },
+      );
+      keys.onProbe = (probe) => {
+        if (probe === 3) {
+          keys.rows.set('mch_1:k1', stored); // the original commits...
+          keys.locked.delete('mch_1:k1'); // ...and releases its lock
+        }
+      };
+
+      const { res, result } = run(
+        'create',
+        handlerReturning({ id: 'waiter' }),
+        'k1',
+        { amount: 1 },
+        { prefer: 'wait=5' },
+      );
+      await jest.advanceTimersByTimeAsync(5_000);
+
+      expect(await result).toBe('{"id":"original"}');
+      expect(res.headers['idempotent-replayed']).toBe('true');
+      expect(res.headers['preference-applied']).toBe('wait=5');
+      expect(calls).toBe(0);
+    });
+
+    it('executes itself when the original rolled back', async () => {
+      jest.useFakeTimers();
+      keys.locked.add('mch_1:k1');
+      keys.onProbe = () => keys.locked.delete('mch_1:k1'); // rolled back: lock gone, no row
+
+      const { res, result } = run(
+        'create',
+        handlerReturning({ id: 'waiter' }),
+        'k1',
+        { amount: 1 },
+        { prefer: 'wait=5' },
+      );
+      await jest.advanceTimersByTimeAsync(5_000);
+
+      expect(await result).toBe('{"id":"waiter"}');
+      expect(res.headers['idempotent-replayed']).toBeUndefined();
+      expect(res.headers['preference-applied']).toBe('wait=5');
+      expect(calls).toBe(1);
+    });
+
+    it('answers 409 with Preference-Applied when the original outlasts the wait', async () => {
+      jest.useFakeTimers();
+      keys.locked.add('mch_1:k1');
+
+      const { result } = run(
+        'create',
+        handlerReturning({ id: 'x' }),
+        'k1',
+        { amount: 1 },
+        { prefer: 'wait=2' },
+      );
+      const settled = rejection(result);
+      await jest.advanceTimersByTimeAsync(3_000);
+      const error = (await settled) as ProblemError;
+
+      expect(error.code).toBe('idempotency-key-in-use');
+      expect(error.headers).toEqual({ 'Retry-After': '1', 'Preference-Applied': 'wait=2' });
+      expect(keys.probes).toBeGreaterThan(1);
+      expect(calls).toBe(0);
+    });
   });
 });

@@ -17,22 +17,32 @@ import type { IdempotencyKey } from './idempotency-key.entity.js';
 import { parseIdempotencyKey } from './idempotency-key.js';
 import { type KeyClaim, IdempotencyService } from './idempotency.service.js';
 import { IDEMPOTENT, type IdempotentOptions } from './idempotent.decorator.js';
+import { preferredWaitSeconds } from './prefer-wait.js';
 import { type RecordedResponse, RecordedResponseException } from './recorded-response.js';
 
 interface Outcome {
   response: RecordedResponse;
   replayed: boolean;
+  /** Seconds of `Prefer: wait` honoured, 0 when the client did not ask to wait. */
+  waited: number;
 }
 
 /** Thrown inside the transaction to roll it back when another request stored the key first. */
 class KeyAlreadyStored extends Error {}
+/** Thrown inside the transaction to roll it back when another request holds the key. */
+class KeyInUse extends Error {}
+
+/** Pauses between lock probes while waiting (Prefer: wait): 25 ms doubling up to 250 ms. */
+const FIRST_PAUSE_MS = 25;
+const MAX_PAUSE_MS = 250;
 
 /**
  * Makes a route idempotent (contract §4). In the order of the flow:
  *
  * 1. read the Idempotency-Key (400 when missing on a money route, or malformed);
  * 2. a completed key: replay its stored response (422 if the request differs);
- * 3. otherwise BEGIN, and claim the key with a non-blocking lock (409 if taken);
+ * 3. otherwise BEGIN, and claim the key with a non-blocking lock (409 if taken,
+ *    or, with `Prefer: wait=N`, wait for it without holding a connection);
  * 4. run the handler: its writes join this transaction;
  * 5. store the response under the key, and COMMIT: the work and its memory are
  *    one atomic fact. Any unexpected error rolls all of it back, key included.
@@ -78,7 +88,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
         );
       }
       const response = await this.tx.run(() => this.execute(next, options, routeStatus));
-      return { response, replayed: false };
+      return { response, replayed: false, waited: 0 };
     }
 
     const claim: KeyClaim = {
@@ -88,23 +98,60 @@ export class IdempotencyInterceptor implements NestInterceptor {
       path: req.path,
       fingerprint: requestFingerprint(req.method, req.path, req.body),
     };
-    const stored = await this.keys.find(claim.merchantId, key);
+    const waited = preferredWaitSeconds(req.headers.prefer);
+    const deadline = Date.now() + waited * 1_000;
+    for (;;) {
+      const outcome = await this.tryOnce(claim, next, options, routeStatus);
+      if (outcome) return { ...outcome, waited };
+      if (!(await this.waitForKey(claim, deadline))) throw inUse(key, waited);
+    }
+  }
+
+  /**
+   * One try: replay the key's stored response, or claim the key and execute.
+   * Undefined when another request holds the key.
+   */
+  private async tryOnce(
+    claim: KeyClaim,
+    next: CallHandler,
+    options: IdempotentOptions,
+    routeStatus: number,
+  ): Promise<Omit<Outcome, 'waited'> | undefined> {
+    const stored = await this.keys.find(claim.merchantId, claim.key);
     if (stored) return this.replay(stored, claim);
 
     try {
       const response = await this.tx.run(async () => {
-        if (!(await this.keys.tryLock(claim.merchantId, key))) throw inUse(key);
+        if (!(await this.keys.tryLock(claim.merchantId, claim.key))) throw new KeyInUse();
         const response = await this.execute(next, options, routeStatus);
         if (!(await this.keys.save(claim, response))) throw new KeyAlreadyStored();
         return response;
       });
       return { response, replayed: false };
     } catch (error) {
+      if (error instanceof KeyInUse) return undefined;
       if (!(error instanceof KeyAlreadyStored)) throw error;
-      const winner = await this.keys.find(claim.merchantId, key);
-      if (!winner) throw inUse(key);
-      return this.replay(winner, claim);
+      const winner = await this.keys.find(claim.merchantId, claim.key);
+      return winner ? this.replay(winner, claim) : undefined;
     }
+  }
+
+  /**
+   * Prefer: wait. Sleeps, holding no connection and no lock, and probes the key's
+   * lock with one short query now and then. True as soon as the original is done
+   * (committed: the next try replays it; rolled back: the next try executes);
+   * false when the deadline comes first.
+   */
+  private async waitForKey(claim: KeyClaim, deadline: number): Promise<boolean> {
+    for (
+      let pause = FIRST_PAUSE_MS;
+      Date.now() + pause < deadline;
+      pause = Math.min(pause * 2, MAX_PAUSE_MS)
+    ) {
+      await sleep(pause);
+      if (await this.keys.isFree(claim.merchantId, claim.key)) return true;
+    }
+    return false;
   }
 
   /** Runs the handler and records what it answered: a success, or a business outcome (402/404/422). */
@@ -133,7 +180,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
     }
   }
 
-  private replay(stored: IdempotencyKey, claim: KeyClaim): Outcome {
+  private replay(stored: IdempotencyKey, claim: KeyClaim): Omit<Outcome, 'waited'> {
     if (stored.fingerprint !== claim.fingerprint) {
       throw new ProblemError(
         'idempotency-key-reused',
@@ -153,20 +200,35 @@ export class IdempotencyInterceptor implements NestInterceptor {
 
   private send(req: ApiRequest, res: Response, outcome: Outcome, routeStatus: number): string {
     req.idempotentReplayed = outcome.replayed;
-    const { response, replayed } = outcome;
-    if (response.status !== routeStatus) throw new RecordedResponseException(response, replayed);
+    const { response } = outcome;
+    const headers = outcomeHeaders(outcome);
+    if (response.status !== routeStatus) throw new RecordedResponseException(response, headers);
     res.type(response.contentType);
     if (response.location) res.location(response.location);
-    if (replayed) res.setHeader('Idempotent-Replayed', 'true');
+    for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
     return response.body;
   }
 }
 
-function inUse(key: string): ProblemError {
+/** How a response was arrived at, told in headers. */
+function outcomeHeaders({ replayed, waited }: Outcome): Record<string, string> {
+  return {
+    ...(replayed ? { 'Idempotent-Replayed': 'true' } : {}),
+    ...(waited > 0 ? { 'Preference-Applied': `wait=${waited}` } : {}),
+  };
+}
+
+function inUse(key: string, waited: number): ProblemError {
   return new ProblemError(
     'idempotency-key-in-use',
-    `A request with Idempotency-Key '${key}' is still being processed. Retry after it completes to get its response.`,
+    waited > 0
+      ? `A request with Idempotency-Key '${key}' was still being processed after ${waited} s. Retry later to get its response.`
+      : `A request with Idempotency-Key '${key}' is still being processed. Retry after it completes to get its response.`,
     {},
-    { 'Retry-After': '1' },
+    { 'Retry-After': '1', ...(waited > 0 ? { 'Preference-Applied': `wait=${waited}` } : {}) },
   );
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -50,6 +50,20 @@ export class IdempotencyService {
   }
 
   /**
+   * Whether nobody holds the key right now. Run outside any transaction, the
+   * statement is its own transaction: the lock is taken and released at once.
+   * One short query, so a waiting request (Prefer: wait) can probe now and then
+   * without holding a connection in between.
+   */
+  async isFree(merchantId: string, key: string): Promise<boolean> {
+    const [row] = await this.tx.query<{ free: boolean }>(
+      `SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS free`,
+      [`${merchantId}:${key}`],
+    );
+    return row.free;
+  }
+
+  /**
    * Stores the response in the current transaction, replacing an expired row.
    * Returns false when a live row already exists: another request with this key
    * committed between our lookup and our lock. The caller must then roll back and

@@ -17,7 +17,8 @@ export interface RecordedResponse {
 export class RecordedResponseException extends Error {
   constructor(
     readonly response: RecordedResponse,
-    readonly replayed: boolean,
+    /** Headers about how it was answered (Idempotent-Replayed, Preference-Applied). */
+    readonly headers: Record<string, string>,
   ) {
     super(`recorded response ${response.status}`);
   }

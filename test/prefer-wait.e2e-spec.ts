@@ -1,0 +1,143 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { randomUUID } from 'node:crypto';
+import { ledgerViolations } from './support/invariants.js';
+import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
+
+/**
+ * Prefer: wait=N (contract §4.8). The app runs with a pool of only 2 connections,
+ * so a waiting request that held one would starve everyone else. Originals are
+ * made slow by triggers in this test database (pg_sleep), not by test code in the app.
+ */
+let t: TestApp;
+let api: ApiClient;
+
+beforeAll(async () => {
+  t = await startTestApp({ env: { DB_POOL_SIZE: '2' } });
+  api = await t.merchant();
+  await t.db.query(`
+    CREATE SEQUENCE rollback_once;
+    CREATE FUNCTION slow_charges() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NEW.amount = 777 THEN PERFORM pg_sleep(1.5); END IF;
+      IF NEW.amount = 778 THEN PERFORM pg_sleep(3); END IF;
+      IF NEW.amount = 780 THEN PERFORM pg_sleep(2); END IF;
+      IF NEW.amount = 779 AND nextval('rollback_once') = 1 THEN
+        PERFORM pg_sleep(1);
+        RAISE EXCEPTION 'the original fails after a while';
+      END IF;
+      RETURN NEW;
+    END $$;
+    CREATE TRIGGER slow_charges BEFORE INSERT ON charges FOR EACH ROW EXECUTE FUNCTION slow_charges();`);
+});
+afterEach(async () => expect(await ledgerViolations(t.db)).toEqual([]));
+afterAll(() => t.close());
+
+function charge(
+  client: ApiClient,
+  accountId: string,
+  amount: number,
+  key: string,
+  prefer?: string,
+) {
+  return fetch(`${t.baseUrl}/charges`, {
+    method: 'POST',
+    headers: {
+      Authorization: `Bearer ${client.apiKey}`,
+      'Content-Type': 'application/json',
+      'Idempotency-Key': key,
+      ...(prefer ? { Prefer: prefer } : {}),
+    },
+    body: JSON.stringify({ accountId, amount, currency: 'USD' }),
+  }).then(async (res) => ({
+    status: res.status,
+    replayed: res.headers.get('idempotent-replayed') === 'true',
+    preferenceApplied: res.headers.get('preference-applied'),
+    body: await res.text(),
+  }));
+}
+
+/** Polls until some transaction of the app holds an advisory lock: the original has claimed its key. */
+async function untilKeyClaimed(): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const { rows } = await t.db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_locks
+        WHERE locktype = 'advisory' AND granted
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+    );
+    if (rows[0].n > 0) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error('the original never claimed its key');
+}
+
+describe('Prefer: wait', () => {
+  it('answers a duplicate with the replay of a slow original, and says the preference was applied', async () => {
+    const account = await api.fundedAccount(10_000);
+    const key = randomUUID();
+
+    const original = charge(api, account, 777, key);
+    await untilKeyClaimed();
+    const waiter = await charge(api, account, 777, key, 'wait=5');
+    const first = await original;
+
+    expect(first.status).toBe(201);
+    expect(waiter.status).toBe(201);
+    expect(waiter.replayed).toBe(true);
+    expect(waiter.preferenceApplied).toBe('wait=5');
+    expect(waiter.body).toBe(first.body);
+    expect(await api.balance(account)).toBe(10_000 - 777);
+  });
+
+  it('answers 409 when the original outlasts the wait', async () => {
+    const account = await api.fundedAccount(10_000);
+    const key = randomUUID();
+
+    const original = charge(api, account, 778, key);
+    await untilKeyClaimed();
+    const waiter = await charge(api, account, 778, key, 'wait=1');
+
+    expect(waiter.status).toBe(409);
+    expect(waiter.preferenceApplied).toBe('wait=1');
+    expect(JSON.parse(waiter.body).type).toBe('/problems/idempotency-key-in-use');
+    expect((await original).status).toBe(201);
+    expect(await api.balance(account)).toBe(10_000 - 778);
+  });
+
+  it('executes the waiting request itself when the original rolled back', async () => {
+    const account = await api.fundedAccount(10_000);
+    const key = randomUUID();
+
+    const original = charge(api, account, 779, key);
+    await untilKeyClaimed();
+    const waiter = await charge(api, account, 779, key, 'wait=5');
+
+    expect((await original).status).toBe(500);
+    expect(waiter.status).toBe(201);
+    expect(waiter.replayed).toBe(false);
+    expect(waiter.preferenceApplied).toBe('wait=5');
+    expect(await api.balance(account)).toBe(10_000 - 779);
+  });
+
+  it('holds no connection while waiting: 20 waiters on a pool of 2, and another merchant is served meanwhile', async () => {
+    const account = await api.fundedAccount(10_000);
+    const other = await t.merchant('Other');
+    const key = randomUUID();
+
+    let originalDone = false;
+    const original = charge(api, account, 780, key).finally(() => (originalDone = true));
+    await untilKeyClaimed();
+    const waiters = Array.from({ length: 20 }, () => charge(api, account, 780, key, 'wait=8'));
+
+    const meanwhile = await other.get('/accounts');
+    const servedWhileOriginalRan = !originalDone;
+
+    expect(meanwhile.status).toBe(200);
+    expect(servedWhileOriginalRan).toBe(true);
+    const results = await Promise.all(waiters);
+    expect(results.map((r) => [r.status, r.replayed])).toEqual(
+      Array.from({ length: 20 }, () => [201, true]),
+    );
+    expect((await original).status).toBe(201);
+    expect(await api.balance(account)).toBe(10_000 - 780);
+  });
+});
