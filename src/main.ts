@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import type { Server } from 'node:http';
 import { AppModule } from './app.module.js';
 import { configureApp } from './app.setup.js';
 import { createLogger } from './common/logger.js';
@@ -47,14 +48,32 @@ async function bootstrap(): Promise<void> {
   const shutdown = async (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
-    log.log({ msg: `${signal}: shutting down` });
-    await app.close(); // stops accepting, lets in-flight requests finish, closes the pool
+    log.log({ msg: `${signal}: finishing in-flight requests, then shutting down` });
+    const force = setTimeout(() => {
+      log.error({ msg: `still busy after ${SHUTDOWN_TIMEOUT_MS} ms; exiting anyway` });
+      process.exit(1); // open transactions roll back: nothing is half-applied
+    }, SHUTDOWN_TIMEOUT_MS).unref();
+
+    // 1. Stop accepting connections and let in-flight requests finish and commit.
+    //    Keep-alive connections waiting for their next request are closed as they
+    //    go idle, so the drain does not wait for clients to hang up.
+    const server = app.getHttpServer() as Server;
+    const reaper = setInterval(() => server.closeIdleConnections(), 100);
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    clearInterval(reaper);
+    // 2. Then stop background work and close the pool, 3. then the embedded database.
+    await app.close();
     await database.close();
+    clearTimeout(force);
+    log.log({ msg: 'stopped' });
     process.exit(0);
   };
   process.on('SIGTERM', (signal) => void shutdown(signal));
   process.on('SIGINT', (signal) => void shutdown(signal));
 }
+
+/** In-flight requests get this long to finish after SIGTERM (Prefer: wait is at most 10 s). */
+const SHUTDOWN_TIMEOUT_MS = 25_000;
 
 function redact(url: string): string {
   return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@');
