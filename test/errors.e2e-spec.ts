@@ -218,17 +218,23 @@ describe('415 unsupported-media-type', () => {
 describe('422 balance-limit-exceeded', () => {
   it('refuses a deposit that would take the balance above Number.MAX_SAFE_INTEGER', async () => {
     const account = await api.createAccount();
+    // Seeded in SQL: 9,007 deposits of 1e12 and one of the rest, each with its ledger
+    // entry, so that the books stay sound (the audit runs after each test).
+    const rest = Number.MAX_SAFE_INTEGER - 10 - 9_007 * 1_000_000_000_000;
+    await t.db.query(
+      `WITH d AS (
+         INSERT INTO deposits (merchant_id, id, account_id, amount, currency)
+         SELECT $1, 'dep_seed_' || g, $2, CASE WHEN g <= 9007 THEN 1000000000000 ELSE $3::bigint END, 'USD'
+           FROM generate_series(1, 9008) AS g
+         RETURNING id, amount)
+       INSERT INTO ledger_entries (merchant_id, id, account_id, type, amount, balance_after, source_id)
+       SELECT $1, 'le_' || d.id, $2, 'deposit', d.amount, d.amount, d.id FROM d`,
+      [api.merchantId, account, rest],
+    );
     await t.db.query('UPDATE accounts SET balance = $1 WHERE id = $2', [
       Number.MAX_SAFE_INTEGER - 10,
       account,
     ]);
-    // Seeded in SQL (reaching it by deposits of at most 1e12 would take 9,008 of
-    // them), with a ledger entry so that balance == sum(ledger) still holds.
-    await t.db.query(
-      `INSERT INTO ledger_entries (merchant_id, id, account_id, type, amount, balance_after, source_id)
-       VALUES ($1, 'le_seed', $2, 'deposit', $3, $3, 'dep_seed')`,
-      [api.merchantId, account, Number.MAX_SAFE_INTEGER - 10],
-    );
 
     const res = await api.post(
       `/accounts/${account}/deposits`,

@@ -1,0 +1,125 @@
+import type pg from 'pg';
+
+export interface AuditCheck {
+  /** What must hold. */
+  rule: string;
+  /** Returns one row per violation, with `id` naming the offending record. */
+  sql: string;
+}
+
+/**
+ * The money invariants, checked straight in SQL so they can be run against any
+ * database: by operators (npm run audit) and after every test and chaos scenario.
+ */
+export const AUDIT_CHECKS: AuditCheck[] = [
+  {
+    rule: 'every balance equals the sum of its ledger entries',
+    sql: `SELECT a.id, a.balance::text || ' <> ' || COALESCE(SUM(l.amount), 0)::text AS detail
+            FROM accounts a
+            LEFT JOIN ledger_entries l ON l.merchant_id = a.merchant_id AND l.account_id = a.id
+           GROUP BY a.merchant_id, a.id, a.balance
+          HAVING a.balance <> COALESCE(SUM(l.amount), 0)`,
+  },
+  {
+    rule: 'every succeeded charge has exactly one ledger entry, of -amount',
+    sql: `SELECT c.id, count(l.id)::text || ' entries' AS detail
+            FROM charges c
+            LEFT JOIN ledger_entries l
+              ON l.merchant_id = c.merchant_id AND l.source_id = c.id AND l.amount = -c.amount
+           WHERE c.status = 'succeeded'
+           GROUP BY c.merchant_id, c.id
+          HAVING count(l.id) <> 1`,
+  },
+  {
+    rule: 'a failed charge has no ledger entry',
+    sql: `SELECT c.id, 'ledger entry ' || l.id AS detail
+            FROM charges c
+            JOIN ledger_entries l ON l.merchant_id = c.merchant_id AND l.source_id = c.id
+           WHERE c.status = 'failed'`,
+  },
+  {
+    rule: 'every deposit has exactly one ledger entry, of +amount',
+    sql: `SELECT d.id, count(l.id)::text || ' entries' AS detail
+            FROM deposits d
+            LEFT JOIN ledger_entries l
+              ON l.merchant_id = d.merchant_id AND l.source_id = d.id AND l.amount = d.amount
+           GROUP BY d.merchant_id, d.id
+          HAVING count(l.id) <> 1`,
+  },
+  {
+    rule: 'every refund has exactly one ledger entry, of +amount',
+    sql: `SELECT r.id, count(l.id)::text || ' entries' AS detail
+            FROM refunds r
+            LEFT JOIN ledger_entries l
+              ON l.merchant_id = r.merchant_id AND l.source_id = r.id AND l.amount = r.amount
+           GROUP BY r.merchant_id, r.id
+          HAVING count(l.id) <> 1`,
+  },
+  {
+    rule: 'every ledger entry records an existing deposit, charge or refund',
+    sql: `SELECT l.id, l.type || ' ' || l.source_id AS detail
+            FROM ledger_entries l
+           WHERE NOT EXISTS (SELECT 1 FROM deposits d WHERE d.merchant_id = l.merchant_id AND d.id = l.source_id)
+             AND NOT EXISTS (SELECT 1 FROM charges c WHERE c.merchant_id = l.merchant_id AND c.id = l.source_id)
+             AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.merchant_id = l.merchant_id AND r.id = l.source_id)`,
+  },
+  {
+    rule: 'refunds never exceed their charge, and add up to its amountRefunded',
+    sql: `SELECT c.id, c.amount::text || ' charged, ' || COALESCE(SUM(r.amount), 0)::text || ' refunded, '
+                 || c.amount_refunded::text || ' recorded' AS detail
+            FROM charges c
+            LEFT JOIN refunds r ON r.merchant_id = c.merchant_id AND r.charge_id = c.id
+           GROUP BY c.merchant_id, c.id
+          HAVING COALESCE(SUM(r.amount), 0) <> c.amount_refunded OR c.amount_refunded > c.amount`,
+  },
+  {
+    rule: 'every stored 2xx response points at a record that exists',
+    sql: `SELECT k.key AS id, k.request_method || ' ' || k.request_path || ' -> ' || (k.response_body::jsonb ->> 'id') AS detail
+            FROM idempotency_keys k
+           WHERE k.response_status BETWEEN 200 AND 299
+             AND NOT EXISTS (
+                   SELECT 1 FROM accounts  x WHERE x.merchant_id = k.merchant_id AND x.id = k.response_body::jsonb ->> 'id'
+                   UNION ALL SELECT 1 FROM charges  x WHERE x.merchant_id = k.merchant_id AND x.id = k.response_body::jsonb ->> 'id'
+                   UNION ALL SELECT 1 FROM deposits x WHERE x.merchant_id = k.merchant_id AND x.id = k.response_body::jsonb ->> 'id'
+                   UNION ALL SELECT 1 FROM refunds  x WHERE x.merchant_id = k.merchant_id AND x.id = k.response_body::jsonb ->> 'id')`,
+  },
+  {
+    rule: 'every stored 402 points at a failed charge that exists',
+    sql: `SELECT k.key AS id, k.response_body::jsonb ->> 'chargeId' AS detail
+            FROM idempotency_keys k
+           WHERE k.response_status = 402
+             AND NOT EXISTS (SELECT 1 FROM charges c
+                              WHERE c.merchant_id = k.merchant_id AND c.status = 'failed'
+                                AND c.id = k.response_body::jsonb ->> 'chargeId')`,
+  },
+];
+
+export interface Violation {
+  rule: string;
+  id: string;
+  detail: string;
+}
+
+/** Runs every check; returns the violations (none when the books are sound). */
+export async function auditLedger(db: pg.Pool | pg.Client): Promise<Violation[]> {
+  const violations: Violation[] = [];
+  for (const check of AUDIT_CHECKS) {
+    const { rows } = await db.query<{ id: string; detail: string }>(check.sql);
+    violations.push(...rows.map((row) => ({ rule: check.rule, id: row.id, detail: row.detail })));
+  }
+  return violations;
+}
+
+/** A readable report: one line per violation, grouped by rule. */
+export function formatAudit(violations: Violation[]): string {
+  if (violations.length === 0) return `OK: all ${AUDIT_CHECKS.length} checks hold.`;
+  const lines = [`${violations.length} violation(s):`];
+  for (const check of AUDIT_CHECKS) {
+    const found = violations.filter((v) => v.rule === check.rule);
+    if (found.length === 0) continue;
+    lines.push(`- ${check.rule}: ${found.length}`);
+    for (const v of found.slice(0, 20)) lines.push(`    ${v.id}: ${v.detail}`);
+    if (found.length > 20) lines.push(`    ... and ${found.length - 20} more`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,142 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { AUDIT_CHECKS, auditLedger } from '../src/audit/ledger-audit.js';
+import { childEnv, projectRoot } from './support/child-app.js';
+import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
+
+/**
+ * The auditor must catch what it promises to catch: each check is shown a
+ * corruption of real books, inside a transaction that is rolled back afterwards.
+ */
+let t: TestApp;
+let api: ApiClient;
+let ids: { account: string; charge: string; failed: string; deposit: string; refund: string };
+
+beforeAll(async () => {
+  t = await startTestApp();
+  api = await t.merchant();
+  const account = await api.createAccount();
+  const deposit = await api.post(
+    `/accounts/${account}/deposits`,
+    { amount: 5_000, currency: 'USD' },
+    randomUUID(),
+  );
+  const charge = await api.charge(account, 1_000, randomUUID());
+  const failed = await api.charge(account, 1_000_000, randomUUID());
+  const refund = await api.post(
+    `/charges/${charge.body.id}/refunds`,
+    { amount: 300 },
+    randomUUID(),
+  );
+  ids = {
+    account,
+    deposit: deposit.body.id,
+    charge: charge.body.id,
+    failed: failed.body.chargeId,
+    refund: refund.body.id,
+  };
+});
+afterAll(() => t.close());
+
+async function auditWith(corruption: string, params: unknown[] = []): Promise<string[]> {
+  const client = new pg.Client({ connectionString: t.databaseUrl });
+  await client.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(corruption, params);
+    return (await auditLedger(client)).map((v) => v.rule);
+  } finally {
+    await client.query('ROLLBACK');
+    await client.end();
+  }
+}
+
+const rule = (start: string) => AUDIT_CHECKS.find((c) => c.rule.startsWith(start))!.rule;
+
+describe('the auditor', () => {
+  it('finds nothing wrong with books the API wrote', async () => {
+    expect(await auditLedger(t.db)).toEqual([]);
+  });
+
+  it.each([
+    [
+      'a balance that differs from its ledger',
+      'every balance',
+      'UPDATE accounts SET balance = balance + 1 WHERE id = $1',
+      'account',
+    ],
+    [
+      'a succeeded charge without its ledger entry',
+      'every succeeded charge',
+      'DELETE FROM ledger_entries WHERE source_id = $1',
+      'charge',
+    ],
+    [
+      'a deposit without its ledger entry',
+      'every deposit',
+      'DELETE FROM ledger_entries WHERE source_id = $1',
+      'deposit',
+    ],
+    [
+      'a refund without its ledger entry',
+      'every refund',
+      'DELETE FROM ledger_entries WHERE source_id = $1',
+      'refund',
+    ],
+    [
+      'refunds that do not add up',
+      'refunds never exceed',
+      'UPDATE charges SET amount_refunded = amount_refunded + 1 WHERE id = $1',
+      'charge',
+    ],
+    [
+      'a stored response pointing at nothing',
+      'every stored 2xx',
+      `UPDATE idempotency_keys SET response_body = '{"id":"ch_ghost"}' WHERE response_body::jsonb ->> 'id' = $1`,
+      'charge',
+    ],
+    [
+      'a stored 402 pointing at nothing',
+      'every stored 402',
+      `UPDATE idempotency_keys SET response_body = '{"chargeId":"ch_ghost"}' WHERE response_body::jsonb ->> 'chargeId' = $1`,
+      'failed',
+    ],
+  ] as const)('catches %s', async (_, expected, sql, id) => {
+    expect(await auditWith(sql, [ids[id]])).toContain(rule(expected));
+  });
+
+  it('catches a ledger entry for a failed charge, and one for a record that does not exist', async () => {
+    const rules = await auditWith(
+      `INSERT INTO ledger_entries (merchant_id, id, account_id, type, amount, balance_after, source_id)
+       VALUES ($1, 'le_x1', $2, 'charge', -1, 0, $3), ($1, 'le_x2', $2, 'deposit', 1, 0, 'dep_ghost')`,
+      [api.merchantId, ids.account, ids.failed],
+    );
+    expect(rules).toContain(rule('a failed charge'));
+    expect(rules).toContain(rule('every ledger entry records'));
+  });
+
+  it('npm run audit: exit 0 and OK on sound books, exit 1 and a report naming the record otherwise', async () => {
+    const audit = () =>
+      promisify(execFile)(process.execPath, ['dist/audit/audit.cli.js'], {
+        cwd: projectRoot,
+        env: childEnv({ DATABASE_URL: t.databaseUrl }),
+      });
+    expect((await audit()).stdout).toMatch(/^OK: all \d+ checks hold/);
+
+    await t.db.query('UPDATE accounts SET balance = balance + 1 WHERE id = $1', [ids.account]);
+    try {
+      const failure = await audit().then(
+        () => undefined,
+        (error: { code: number; stdout: string }) => error,
+      );
+      expect(failure?.code).toBe(1);
+      expect(failure?.stdout).toContain('every balance equals the sum of its ledger entries');
+      expect(failure?.stdout).toContain(ids.account);
+    } finally {
+      await t.db.query('UPDATE accounts SET balance = balance - 1 WHERE id = $1', [ids.account]);
+    }
+  });
+});
