@@ -38,8 +38,8 @@ export function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
 }
 
 /** Starts dist/main.js and polls /health until it answers 200. */
-export async function startChildApp(env: Record<string, string>): Promise<ChildApp> {
-  const port = await freePort();
+export async function startChildApp(env: Record<string, string>, port?: number): Promise<ChildApp> {
+  port ??= await freePort();
   const child = spawn(process.execPath, ['dist/main.js'], {
     cwd: projectRoot,
     env: childEnv({ PORT: String(port), ...env }),
