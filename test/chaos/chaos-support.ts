@@ -210,8 +210,9 @@ export async function sendWithRetries(
       if (replayed) stats.replays++;
       return { status: res.status, body: JSON.parse(text) as Record<string, unknown>, replayed };
     } catch (error) {
-      if ((error as Error).name === 'TimeoutError')
-        throw new Error(`${op.key}: no answer within ${timeoutMs} ms (a hang)`);
+      if ((error as Error).name === 'TimeoutError') {
+        throw new Error(`${op.key}: no answer within ${timeoutMs} ms (a hang)`, { cause: error });
+      }
       stats.networkErrors++; // connection refused, reset, or a response cut short
       await pause(attempt);
     }

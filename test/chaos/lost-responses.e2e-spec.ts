@@ -48,7 +48,7 @@ describe('lost responses', () => {
     // Phase 2: a partial refund of every fifth charge, through the same network.
     const charges = ops.filter((op) => op.path === '/charges');
     const chargeIds = new Map(
-      charges.map((op, i) => [op.key, results[ops.indexOf(op)]?.body.id as string] as const),
+      charges.map((op) => [op.key, results[ops.indexOf(op)]?.body.id as string] as const),
     );
     const refunds: Operation[] = charges
       .filter((_, i) => i % 5 === 0)
