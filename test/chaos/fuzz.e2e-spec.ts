@@ -218,7 +218,7 @@ const getRequest = (): fc.Arbitrary<Raw> =>
       ),
     })
     .map(({ path, query }) => {
-      const qs = new URLSearchParams(query as Record<string, string>).toString();
+      const qs = new URLSearchParams(query).toString();
       return { method: 'GET', path: qs ? `${path}?${qs}` : path, headers: {} };
     });
 
