@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
+import { testPool } from './support/test-pool.js';
 import { killChildren, scratchDatabase, startChildApp } from './support/child-app.js';
 import { ledgerViolations } from './support/invariants.js';
 
@@ -9,7 +9,7 @@ afterAll(() => killChildren());
 describe('graceful shutdown', () => {
   it('on SIGTERM during 20 in-flight charges, finishes and commits every one, then exits 0', async () => {
     const db = await scratchDatabase('shutdown');
-    const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    const pool = testPool(db.url, 2);
     try {
       // Each charge of 555 sleeps 1 s inside its transaction, after its debit.
       await pool.query(`

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
+import type pg from 'pg';
 import {
   type ChildApp,
   freePort,
@@ -9,6 +9,7 @@ import {
   startChildApp,
 } from '../support/child-app.js';
 import { ledgerViolations } from '../support/invariants.js';
+import { testPool } from '../support/test-pool.js';
 import {
   balancesOf,
   executionsPerOperation,
@@ -32,7 +33,7 @@ let sql: pg.Pool;
 
 beforeAll(async () => {
   db = await scratchDatabase('crash');
-  sql = new pg.Pool({ connectionString: db.url, max: 2 });
+  sql = testPool(db.url, 2);
   await sql.query(`
     CREATE FUNCTION slow_charges() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN

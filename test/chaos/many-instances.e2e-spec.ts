@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
+import type pg from 'pg';
 import {
   type ChildApp,
   killChildren,
@@ -8,6 +8,7 @@ import {
   startChildApp,
 } from '../support/child-app.js';
 import { ledgerViolations } from '../support/invariants.js';
+import { testPool } from '../support/test-pool.js';
 import {
   balancesOf,
   executionsPerOperation,
@@ -30,7 +31,7 @@ const demo = 'sk_test_demo';
 
 beforeAll(async () => {
   db = await scratchDatabase('instances', { migrated: false });
-  sql = new pg.Pool({ connectionString: db.url, max: 2 });
+  sql = testPool(db.url, 2);
   // Started together on an empty database: their migrations must take turns.
   apps = await Promise.all([1, 2, 3].map(() => startChildApp({ DATABASE_URL: db.url })));
 }, 60_000);

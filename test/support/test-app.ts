@@ -9,6 +9,7 @@ import { configureApp } from '../../src/app.setup.js';
 import { loadConfig } from '../../src/config/config.js';
 import { MerchantsService } from '../../src/merchants/merchants.service.js';
 import { databaseUrl } from './database-names.js';
+import { testPool } from './test-pool.js';
 
 export interface TestApp {
   app: INestApplication;
@@ -52,7 +53,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   configureApp(app);
   await app.listen(0, '127.0.0.1');
   const baseUrl = await app.getUrl();
-  const db = new pg.Pool({ connectionString: url, max: 4 });
+  const db = testPool(url);
 
   return {
     app,
