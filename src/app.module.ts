@@ -7,10 +7,12 @@ import type { AppConfig } from './config/config.js';
 import { ConfigModule } from './config/config.module.js';
 import { DatabaseModule } from './database/database.module.js';
 import { DepositsModule } from './deposits/deposits.module.js';
+import { DocsController } from './docs/docs.controller.js';
 import { HealthController } from './health/health.controller.js';
 import { IdempotencyModule } from './idempotency/idempotency.module.js';
 import { LedgerModule } from './ledger/ledger.module.js';
 import { MerchantsModule } from './merchants/merchants.module.js';
+import { MetricsModule } from './metrics/metrics.module.js';
 import { RefundsModule } from './refunds/refunds.module.js';
 
 @Module({})
@@ -22,6 +24,7 @@ export class AppModule {
       imports: [
         ConfigModule.forRoot(config),
         DatabaseModule.forRoot(databaseUrl, config.DB_POOL_SIZE),
+        MetricsModule,
         MerchantsModule,
         IdempotencyModule,
         AccountsModule,
@@ -30,7 +33,7 @@ export class AppModule {
         RefundsModule,
         LedgerModule,
       ],
-      controllers: [HealthController],
+      controllers: [HealthController, DocsController],
       providers: [{ provide: APP_FILTER, useClass: ProblemFilter }],
     };
   }

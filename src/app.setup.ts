@@ -1,5 +1,7 @@
 import type { INestApplication } from '@nestjs/common';
 import express from 'express';
+import { createRequire } from 'node:module';
+import path from 'node:path';
 import {
   JSON_BODY_TYPES,
   rejectHostileJson,
@@ -7,6 +9,11 @@ import {
   requireJsonBody,
 } from './common/http.middleware.js';
 import { createValidationPipe } from './common/validation.js';
+import { DOCS_ASSETS } from './docs/docs.controller.js';
+import { MetricsService } from './metrics/metrics.service.js';
+
+const require = createRequire(import.meta.url);
+const swaggerUiDirectory = () => path.dirname(require.resolve('swagger-ui-dist/package.json'));
 
 /** Contract §5: bodies over 100 kB are refused with 413. */
 export const BODY_LIMIT = '100kb';
@@ -20,7 +27,8 @@ export function configureApp(app: INestApplication): INestApplication {
   const http = app.getHttpAdapter().getInstance() as express.Express;
   http.disable('x-powered-by');
   http.set('etag', false);
-  app.use(requestContext);
+  app.use(requestContext(app.get(MetricsService)));
+  app.use(DOCS_ASSETS, express.static(swaggerUiDirectory(), { index: false, maxAge: '1h' }));
   app.use(requireJsonBody);
   app.use(express.json({ limit: BODY_LIMIT, type: JSON_BODY_TYPES, strict: true }));
   app.use(rejectHostileJson);

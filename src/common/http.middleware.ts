@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import type { NextFunction, Response } from 'express';
 import { randomUUID } from 'node:crypto';
+import type { MetricsService } from '../metrics/metrics.service.js';
 import type { ApiRequest } from './api-request.js';
 import { ProblemError } from './problem.js';
 
@@ -9,28 +10,35 @@ const logger = new Logger('HTTP');
 
 /**
  * Gives every request an id (the client's X-Request-Id when it sent a sane one),
- * echoes it, and logs one line per response: route, status, latency, merchant and
- * whether an idempotent response was replayed. Never the API key or the body.
+ * echoes it, and once the response is sent records it: one JSON log line (route,
+ * status, latency, merchant, whether an idempotent response was replayed; never
+ * the API key or the body) and the HTTP metrics.
  */
-export function requestContext(req: ApiRequest, res: Response, next: NextFunction): void {
-  const started = process.hrtime.bigint();
-  const incoming = req.headers['x-request-id'];
-  req.requestId =
-    typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
-  res.setHeader('X-Request-Id', req.requestId);
-  res.on('finish', () => {
-    logger.log({
-      msg: 'request',
-      requestId: req.requestId,
-      method: req.method,
-      route: (req.route as { path?: string } | undefined)?.path ?? req.path,
-      status: res.statusCode,
-      latencyMs: Number(process.hrtime.bigint() - started) / 1e6,
-      merchantId: req.merchant?.id,
-      replayed: req.idempotentReplayed ?? false,
+export function requestContext(metrics: MetricsService) {
+  return (req: ApiRequest, res: Response, next: NextFunction): void => {
+    const started = process.hrtime.bigint();
+    const incoming = req.headers['x-request-id'];
+    req.requestId =
+      typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    res.setHeader('X-Request-Id', req.requestId);
+    res.on('finish', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      // The route's pattern (/charges/:id): bounded label values, no ids in metrics.
+      const route = (req.route as { path?: string } | undefined)?.path;
+      metrics.observeRequest(req.method, route ?? 'unmatched', res.statusCode, seconds);
+      logger.log({
+        msg: 'request',
+        requestId: req.requestId,
+        method: req.method,
+        route: route ?? req.path,
+        status: res.statusCode,
+        latencyMs: Math.round(seconds * 1e6) / 1e3,
+        merchantId: req.merchant?.id,
+        replayed: req.idempotentReplayed ?? false,
+      });
     });
-  });
-  next();
+    next();
+  };
 }
 
 export const JSON_BODY_TYPES = ['application/json', 'application/*+json'];

@@ -12,6 +12,8 @@ describe('loadConfig', () => {
       LOG_LEVEL: 'info',
       NODE_ENV: 'development',
       DEMO_API_KEY: 'sk_test_demo',
+      METRICS_ENABLED: true,
+      IDEMPOTENCY_PURGE_INTERVAL_SECONDS: 60,
     });
   });
 
@@ -39,6 +41,7 @@ describe('loadConfig', () => {
     ['NODE_ENV', 'staging'],
     ['DATABASE_URL', 'mysql://x'],
     ['DEMO_API_KEY', 'short'],
+    ['METRICS_ENABLED', 'yes'],
   ])('stops on a bad %s (%s) with a message naming it', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`${name}=`));

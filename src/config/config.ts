@@ -1,5 +1,6 @@
 import { plainToInstance, Transform } from 'class-transformer';
 import {
+  IsBoolean,
   IsIn,
   IsInt,
   IsOptional,
@@ -52,6 +53,13 @@ export class AppConfig {
   @IsInt()
   @Min(0)
   IDEMPOTENCY_PURGE_INTERVAL_SECONDS = 60;
+
+  /** false: no /metrics route and no collection. */
+  @Transform(({ value }: { value: unknown }) =>
+    value === 'false' ? false : value === 'true' ? true : value,
+  )
+  @IsBoolean()
+  METRICS_ENABLED = true;
 
   @IsIn(LOG_LEVELS)
   LOG_LEVEL: LogLevel = 'info';

@@ -8,6 +8,8 @@ import type { TransactionHost } from '../database/transaction-host.js';
 import { requestFingerprint } from './fingerprint.js';
 import type { IdempotencyKey } from './idempotency-key.entity.js';
 import { IdempotencyInterceptor } from './idempotency.interceptor.js';
+import { MetricsService } from '../metrics/metrics.service.js';
+import type { AppConfig } from '../config/config.js';
 import { type KeyClaim, IdempotencyService } from './idempotency.service.js';
 import { Idempotent } from './idempotent.decorator.js';
 import type { RecordedResponse } from './recorded-response.js';
@@ -92,14 +94,22 @@ let keys: InMemoryKeys;
 let tx: RecordingTransactions;
 let interceptor: IdempotencyInterceptor;
 let calls: number;
+let metrics: MetricsService;
+
+async function outcomes(): Promise<Record<string, number>> {
+  const metric = await metrics.registry.getSingleMetric('idempotency_outcomes_total')!.get();
+  return Object.fromEntries(metric.values.map((v) => [v.labels.outcome, v.value]));
+}
 
 beforeEach(() => {
+  metrics = new MetricsService({ METRICS_ENABLED: true } as AppConfig);
   keys = new InMemoryKeys();
   tx = new RecordingTransactions();
   interceptor = new IdempotencyInterceptor(
     new Reflector(),
     tx as unknown as TransactionHost,
     keys as unknown as IdempotencyService,
+    metrics,
   );
   calls = 0;
 });
@@ -169,12 +179,14 @@ describe('IdempotencyInterceptor', () => {
     const error = await rejection(run('create', handlerReturning({ id: 'x' })).result);
     expect((error as ProblemError).code).toBe('idempotency-key-missing');
     expect(calls).toBe(0);
+    expect(await outcomes()).toEqual({ missing: 1 });
   });
 
   it('refuses a malformed key without calling the handler', async () => {
     const error = await rejection(run('create', handlerReturning({ id: 'x' }), '"open').result);
     expect((error as ProblemError).code).toBe('idempotency-key-invalid');
     expect(calls).toBe(0);
+    expect(await outcomes()).toEqual({ invalid: 1 });
   });
 
   it('runs an optional route without a key in a transaction, storing nothing', async () => {
@@ -203,6 +215,7 @@ describe('IdempotencyInterceptor', () => {
     expect(res.headers['idempotent-replayed']).toBe('true');
     expect(res.headers.location).toBe('/things/t1');
     expect(calls).toBe(1);
+    expect(await outcomes()).toEqual({ executed: 1, replayed: 1 });
   });
 
   it('refuses a completed key sent with another body (422) without calling the handler', async () => {
@@ -212,6 +225,7 @@ describe('IdempotencyInterceptor', () => {
     );
     expect((error as ProblemError).code).toBe('idempotency-key-reused');
     expect(calls).toBe(1);
+    expect(await outcomes()).toEqual({ executed: 1, reused: 1 });
   });
 
   it('answers 409 with Retry-After when the key is locked by a running request', async () => {
@@ -220,6 +234,7 @@ describe('IdempotencyInterceptor', () => {
     expect((error as ProblemError).code).toBe('idempotency-key-in-use');
     expect((error as ProblemError).headers).toEqual({ 'Retry-After': '1' });
     expect(calls).toBe(0);
+    expect(await outcomes()).toEqual({ in_use: 1 });
     expect(keys.rows.size).toBe(0);
   });
 

@@ -12,6 +12,7 @@ import { defer, lastValueFrom, map, type Observable } from 'rxjs';
 import type { ApiRequest } from '../common/api-request.js';
 import { DomainError, PROBLEM_CONTENT_TYPE, problemBody, ProblemError } from '../common/problem.js';
 import { TransactionHost } from '../database/transaction-host.js';
+import { MetricsService } from '../metrics/metrics.service.js';
 import { requestFingerprint } from './fingerprint.js';
 import type { IdempotencyKey } from './idempotency-key.entity.js';
 import { parseIdempotencyKey } from './idempotency-key.js';
@@ -53,6 +54,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
     private readonly reflector: Reflector,
     private readonly tx: TransactionHost,
     private readonly keys: IdempotencyService,
+    private readonly metrics: MetricsService,
   ) {}
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
@@ -79,9 +81,10 @@ export class IdempotencyInterceptor implements NestInterceptor {
     next: CallHandler,
     routeStatus: number,
   ): Promise<Outcome> {
-    const key = parseIdempotencyKey(req.headers['idempotency-key']);
+    const key = this.readKey(req);
     if (key === undefined) {
       if (options.required) {
+        this.metrics.countIdempotency('missing');
         throw new ProblemError(
           'idempotency-key-missing',
           'This request moves money: send an Idempotency-Key header (e.g. a UUID) and reuse it when you retry.',
@@ -102,8 +105,23 @@ export class IdempotencyInterceptor implements NestInterceptor {
     const deadline = Date.now() + waited * 1_000;
     for (;;) {
       const outcome = await this.tryOnce(claim, next, options, routeStatus);
-      if (outcome) return { ...outcome, waited };
-      if (!(await this.waitForKey(claim, deadline))) throw inUse(key, waited);
+      if (outcome) {
+        this.metrics.countIdempotency(outcome.replayed ? 'replayed' : 'executed');
+        return { ...outcome, waited };
+      }
+      if (!(await this.waitForKey(claim, deadline))) {
+        this.metrics.countIdempotency('in_use');
+        throw inUse(key, waited);
+      }
+    }
+  }
+
+  private readKey(req: ApiRequest): string | undefined {
+    try {
+      return parseIdempotencyKey(req.headers['idempotency-key']);
+    } catch (error) {
+      this.metrics.countIdempotency('invalid');
+      throw error;
     }
   }
 
@@ -182,6 +200,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
 
   private replay(stored: IdempotencyKey, claim: KeyClaim): Omit<Outcome, 'waited'> {
     if (stored.fingerprint !== claim.fingerprint) {
+      this.metrics.countIdempotency('reused');
       throw new ProblemError(
         'idempotency-key-reused',
         `Idempotency-Key '${claim.key}' was used for a different request (${stored.requestMethod} ${stored.requestPath} with another body). Use a new key for a new request.`,

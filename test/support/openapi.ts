@@ -70,7 +70,9 @@ export function appRoutes(app: INestApplication): RouteInfo[] {
           method: RequestMethod[method].toLowerCase(),
           path: full.replace(/:(\w+)/g, '{$1}'),
           idempotent: Reflect.getMetadata(IDEMPOTENT, handler) as IdempotentOptions | undefined,
-          isPublic: Reflect.getMetadata(PUBLIC_ROUTE, handler) === true,
+          isPublic:
+            Reflect.getMetadata(PUBLIC_ROUTE, handler) === true ||
+            Reflect.getMetadata(PUBLIC_ROUTE, controller) === true,
         });
       }
     }

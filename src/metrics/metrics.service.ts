@@ -1,0 +1,57 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import type { AppConfig } from '../config/config.js';
+import { APP_CONFIG } from '../config/config.module.js';
+
+/** What happened to a request on an idempotent route (contract §3, /metrics). */
+export type IdempotencyOutcome =
+  'executed' | 'replayed' | 'in_use' | 'reused' | 'missing' | 'invalid';
+
+/**
+ * Prometheus metrics, in a registry of this app's own (not prom-client's global
+ * one), so that several apps in one process (the tests) do not share counters.
+ */
+@Injectable()
+export class MetricsService {
+  readonly registry = new Registry();
+  readonly enabled: boolean;
+
+  private readonly requests = new Counter({
+    name: 'http_requests_total',
+    help: 'HTTP requests answered, by method, route and status.',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly duration = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'Time to answer HTTP requests, by method, route and status.',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
+  private readonly idempotency = new Counter({
+    name: 'idempotency_outcomes_total',
+    help: 'Requests on idempotent routes by outcome: executed, replayed, in_use (409), reused (422), missing and invalid (400) keys.',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(@Inject(APP_CONFIG) config: AppConfig) {
+    this.enabled = config.METRICS_ENABLED;
+    if (this.enabled) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Records one answered request. `route` is the route's pattern (/charges/:id), never the raw path. */
+  observeRequest(method: string, route: string, status: number, seconds: number): void {
+    if (!this.enabled) return;
+    const labels = { method, route, status: String(status) };
+    this.requests.inc(labels);
+    this.duration.observe(labels, seconds);
+  }
+
+  countIdempotency(outcome: IdempotencyOutcome): void {
+    if (this.enabled) this.idempotency.inc({ outcome });
+  }
+}

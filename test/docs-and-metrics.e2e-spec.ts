@@ -1,0 +1,132 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import SwaggerParser from '@apidevtools/swagger-parser';
+import { readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import request from 'supertest';
+import { parse } from 'yaml';
+import { openApiPath } from './support/openapi.js';
+import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
+
+let t: TestApp;
+let api: ApiClient;
+
+beforeAll(async () => {
+  t = await startTestApp();
+  api = await t.merchant();
+});
+afterAll(() => t.close());
+
+describe('openapi.yaml', () => {
+  it('is a valid OpenAPI 3.1 document (swagger-parser: schema and $refs)', async () => {
+    const doc = parse(readFileSync(openApiPath, 'utf8')) as Parameters<
+      typeof SwaggerParser.validate
+    >[0];
+    await expect(SwaggerParser.validate(doc)).resolves.toMatchObject({ openapi: '3.1.0' });
+  });
+});
+
+describe('served docs', () => {
+  it('serves the committed openapi.yaml as it is, and as JSON, without an API key', async () => {
+    const committed = readFileSync(openApiPath, 'utf8');
+    const yaml = await request(t.baseUrl).get('/openapi.yaml');
+    const json = await request(t.baseUrl).get('/openapi.json');
+
+    expect(yaml.status).toBe(200);
+    expect(yaml.headers['content-type']).toMatch(/^application\/yaml/);
+    expect(yaml.text).toBe(committed);
+    expect(json.status).toBe(200);
+    expect(json.body).toEqual(parse(committed));
+  });
+
+  it('serves interactive docs whose assets are served too', async () => {
+    const page = await request(t.baseUrl).get('/docs');
+    expect(page.status).toBe(200);
+    expect(page.headers['content-type']).toMatch(/^text\/html/);
+    expect(page.text).toContain('/openapi.json');
+    const assets = [...page.text.matchAll(/(?:src|href)="(\/docs\/assets\/[^"]+)"/g)].map(
+      (m) => m[1],
+    );
+    expect(assets.length).toBeGreaterThanOrEqual(2);
+    for (const asset of assets) expect((await request(t.baseUrl).get(asset)).status).toBe(200);
+  });
+});
+
+describe('/metrics', () => {
+  async function metric(name: string, labels: Record<string, string>): Promise<number> {
+    const text = (await request(t.baseUrl).get('/metrics')).text;
+    const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+    const line = text
+      .split('\n')
+      .find((l) => l.startsWith(`${name}{`) && wanted.every((w) => l.includes(w)));
+    return line ? Number(line.split(' ').at(-1)) : 0;
+  }
+
+  it('counts requests by route pattern and status, and idempotency outcomes', async () => {
+    const account = await api.fundedAccount(1_000);
+    const before = {
+      executed: await metric('idempotency_outcomes_total', { outcome: 'executed' }),
+      replayed: await metric('idempotency_outcomes_total', { outcome: 'replayed' }),
+      reused: await metric('idempotency_outcomes_total', { outcome: 'reused' }),
+      missing: await metric('idempotency_outcomes_total', { outcome: 'missing' }),
+      invalid: await metric('idempotency_outcomes_total', { outcome: 'invalid' }),
+      charges: await metric('http_requests_total', {
+        method: 'POST',
+        route: '/charges',
+        status: '201',
+      }),
+      gets: await metric('http_requests_total', {
+        method: 'GET',
+        route: '/charges/:id',
+        status: '200',
+      }),
+    };
+    const key = randomUUID();
+    const charge = await api.charge(account, 10, key);
+    await api.charge(account, 10, key);
+    await api.charge(account, 11, key);
+    await api.charge(account, 10, undefined);
+    await api.charge(account, 10, '"bad');
+    await api.get(`/charges/${charge.body.id}`);
+
+    const res = await request(t.baseUrl).get('/metrics');
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^text\/plain/);
+    expect(res.text).toContain('http_request_duration_seconds_bucket');
+    expect(res.text).toContain('process_cpu_user_seconds_total');
+    expect(res.text).not.toContain(charge.body.id); // route patterns, never ids
+    expect({
+      executed: await metric('idempotency_outcomes_total', { outcome: 'executed' }),
+      replayed: await metric('idempotency_outcomes_total', { outcome: 'replayed' }),
+      reused: await metric('idempotency_outcomes_total', { outcome: 'reused' }),
+      missing: await metric('idempotency_outcomes_total', { outcome: 'missing' }),
+      invalid: await metric('idempotency_outcomes_total', { outcome: 'invalid' }),
+      charges: await metric('http_requests_total', {
+        method: 'POST',
+        route: '/charges',
+        status: '201',
+      }),
+      gets: await metric('http_requests_total', {
+        method: 'GET',
+        route: '/charges/:id',
+        status: '200',
+      }),
+    }).toEqual({
+      executed: before.executed + 1,
+      replayed: before.replayed + 1,
+      reused: before.reused + 1,
+      missing: before.missing + 1,
+      invalid: before.invalid + 1,
+      charges: before.charges + 2,
+      gets: before.gets + 1,
+    });
+  });
+
+  it('is off (404) with METRICS_ENABLED=false', async () => {
+    const off = await startTestApp({ env: { METRICS_ENABLED: 'false' } });
+    try {
+      expect((await request(off.baseUrl).get('/metrics')).status).toBe(404);
+    } finally {
+      await off.close();
+    }
+  });
+});
