@@ -123,3 +123,46 @@ export class ResponseValidator {
 function escape(segment: string): string {
   return segment.replace(/~/g, '~0').replace(/\//g, '~1');
 }
+
+/**
+ * Checks every response an e2e test receives against openapi.yaml: its status is
+ * documented for the route, its body matches the documented schema, and errors
+ * are problem+json. Paths the document does not know (an unknown route) are
+ * only checked for being problem+json.
+ */
+export class ContractChecker {
+  private readonly validator: ResponseValidator;
+  private readonly templates: Array<{ template: string; pattern: RegExp; literals: number }>;
+
+  constructor(private readonly doc: OpenApiDocument = loadOpenApi()) {
+    this.validator = new ResponseValidator(doc);
+    this.templates = Object.keys(doc.paths).map((template) => ({
+      template,
+      pattern: new RegExp(`^${template.replace(/\{[^}]+\}/g, '[^/]+').replace(/\./g, '\\.')}$`),
+      literals: template.split('/').filter((s) => s && !s.startsWith('{')).length,
+    }));
+  }
+
+  /** The documented path template a concrete path falls under, the most literal one first. */
+  template(path: string): string | undefined {
+    return this.templates
+      .filter((t) => t.pattern.test(path))
+      .sort((a, b) => b.literals - a.literals)[0]?.template;
+  }
+
+  check(method: string, url: string, status: number, contentType: string, body: unknown): void {
+    const path = url.split('?')[0];
+    const template = this.template(path);
+    const problem = status >= 400 && /^application\/problem\+json/.test(contentType);
+    if (status >= 400 && !problem) {
+      throw new Error(`${method.toUpperCase()} ${url} answered ${status} without problem+json`);
+    }
+    if (!template || !this.doc.paths[template][method]) return;
+    const errors = this.validator.errors(method, template, status, contentType, body);
+    if (errors.length > 0) {
+      throw new Error(
+        `${method.toUpperCase()} ${url} ${status} does not match openapi.yaml: ${errors.join('; ')}`,
+      );
+    }
+  }
+}

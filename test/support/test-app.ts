@@ -9,6 +9,7 @@ import { configureApp } from '../../src/app.setup.js';
 import { loadConfig } from '../../src/config/config.js';
 import { MerchantsService } from '../../src/merchants/merchants.service.js';
 import { databaseUrl } from './database-names.js';
+import { ContractChecker } from './openapi.js';
 import { testPool } from './test-pool.js';
 
 export interface TestApp {
@@ -84,7 +85,18 @@ function required(name: string): string {
   return value;
 }
 
-/** A tiny client for one merchant: supertest with the API key, plus helpers for common set-ups. */
+const contract = new ContractChecker();
+
+/** A supertest assertion: the response agrees with openapi.yaml (contract tests on every call). */
+function conformsTo(method: string, path: string) {
+  return (res: request.Response) =>
+    contract.check(method, path, res.status, String(res.headers['content-type'] ?? ''), res.body);
+}
+
+/**
+ * A tiny client for one merchant: supertest with the API key, plus helpers for
+ * common set-ups. Every response it receives is checked against openapi.yaml.
+ */
 export class ApiClient {
   constructor(
     readonly baseUrl: string,
@@ -93,11 +105,17 @@ export class ApiClient {
   ) {}
 
   get(path: string) {
-    return request(this.baseUrl).get(path).set('Authorization', `Bearer ${this.apiKey}`);
+    return request(this.baseUrl)
+      .get(path)
+      .set('Authorization', `Bearer ${this.apiKey}`)
+      .expect(conformsTo('get', path));
   }
 
   post(path: string, body?: object, idempotencyKey?: string) {
-    const req = request(this.baseUrl).post(path).set('Authorization', `Bearer ${this.apiKey}`);
+    const req = request(this.baseUrl)
+      .post(path)
+      .set('Authorization', `Bearer ${this.apiKey}`)
+      .expect(conformsTo('post', path));
     if (idempotencyKey !== undefined) req.set('Idempotency-Key', idempotencyKey);
     return body === undefined ? req : req.send(body);
   }
