@@ -1,0 +1,62 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import newman from 'newman';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { projectRoot } from './support/child-app.js';
+import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
+
+/** The Postman collection in postman/, run with newman against a live app, as a user would run it. */
+let t: TestApp;
+let api: ApiClient;
+
+beforeAll(async () => {
+  t = await startTestApp();
+  api = await t.merchant();
+});
+afterAll(() => t.close());
+
+function runCollection(): Promise<newman.NewmanRunSummary> {
+  return new Promise((resolve, reject) =>
+    newman.run(
+      {
+        collection: path.join(projectRoot, 'postman/idempotent-payments.postman_collection.json'),
+        environment: path.join(projectRoot, 'postman/local.postman_environment.json'),
+        envVar: [
+          { key: 'baseUrl', value: t.baseUrl },
+          { key: 'apiKey', value: api.apiKey },
+        ],
+        reporters: [],
+      },
+      (error, summary) => (error ? reject(error) : resolve(summary)),
+    ),
+  );
+}
+
+describe('scripts/demo.sh', () => {
+  it('tells the retry story: one debit, a replay, a 422, a refund, balance 8500', async () => {
+    const { stdout } = await promisify(execFile)(
+      'bash',
+      [path.join(projectRoot, 'scripts/demo.sh')],
+      {
+        env: { ...process.env, API: t.baseUrl, API_KEY: api.apiKey },
+      },
+    );
+    expect(stdout.match(/HTTP\/1\.1 201 Created/g)).toHaveLength(5);
+    expect(stdout).toMatch(/idempotent-replayed: true/i);
+    expect(stdout).toMatch(/HTTP\/1\.1 422/);
+    expect(stdout).toContain('"balance":8500');
+  });
+});
+
+describe('Postman collection', () => {
+  it('passes every test of every request, twice in a row (each run with its own keys)', async () => {
+    for (const run of [await runCollection(), await runCollection()]) {
+      const failures = run.run.failures.map((f) => `${f.source?.name}: ${f.error.message}`);
+      expect(failures).toEqual([]);
+      expect(run.run.stats.requests.total).toBe(10);
+      expect(run.run.stats.assertions.total).toBe(24);
+      expect(run.run.stats.assertions.failed).toBe(0);
+    }
+  }, 60_000);
+});
