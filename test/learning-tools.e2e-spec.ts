@@ -3,10 +3,10 @@ import newman from 'newman';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { projectRoot } from './support/child-app.js';
+import { childEnv, projectRoot, scratchDatabase } from './support/child-app.js';
 import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
 
-/** The Postman collection in postman/, run with newman against a live app, as a user would run it. */
+/** What learners run: scripts/demo.sh, the Postman collection (with newman) and the retry lab. */
 let t: TestApp;
 let api: ApiClient;
 
@@ -57,6 +57,25 @@ describe('Postman collection', () => {
       expect(run.run.stats.requests.total).toBe(10);
       expect(run.run.stats.assertions.total).toBe(24);
       expect(run.run.stats.assertions.failed).toBe(0);
+    }
+  }, 60_000);
+});
+
+describe('npm run demo:retries (the retry lab)', () => {
+  it('charges through a lossy network and reports every charge executed exactly once', async () => {
+    const db = await scratchDatabase('lab');
+    try {
+      const { stdout } = await promisify(execFile)(process.execPath, ['dist/lab/retry-lab.js'], {
+        cwd: projectRoot,
+        env: childEnv({ DATABASE_URL: db.url, LAB_CHARGES: '60', LAB_FAULT_RATE: '0.5' }),
+      });
+      expect(stdout).toMatch(/charges in the database\s+60/);
+      expect(stdout).toMatch(/ledger audit\s+sound/);
+      expect(stdout).toContain('Exactly once: every charge happened once');
+      const broken = Number(/connections broken\s+(\d+)/.exec(stdout)?.[1]);
+      expect(broken).toBeGreaterThan(0);
+    } finally {
+      await db.drop();
     }
   }, 60_000);
 });

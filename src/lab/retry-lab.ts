@@ -1,0 +1,191 @@
+// npm run demo:retries: the retry lab. Starts the API, puts a network that loses
+// responses in front of it, and lets retrying clients charge an account through
+// it, showing live what happens, then whether every charge happened exactly once.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { auditLedger } from '../audit/ledger-audit.js';
+import { loadConfig } from '../config/config.js';
+import { openDatabase } from '../database/open-database.js';
+import {
+  FAULTS,
+  FaultyProxy,
+  newStats,
+  type Operation,
+  pool,
+  random,
+  sendWithRetries,
+} from './faulty-network.js';
+
+const CHARGES = Number(process.env.LAB_CHARGES ?? 200);
+const CLIENTS = Number(process.env.LAB_CLIENTS ?? 8);
+const FAULT_RATE = Number(process.env.LAB_FAULT_RATE ?? 0.4);
+const API_KEY = 'sk_test_demo';
+const tty = process.stdout.isTTY;
+const bold = (s: string) => (tty ? `\x1b[1m${s}\x1b[0m` : s);
+
+async function main(): Promise<number> {
+  const config = loadConfig();
+  console.log(bold('Retry lab: exactly-once charges through a network that loses responses'));
+  console.log(
+    `${CHARGES} charges, ${CLIENTS} clients at a time, ${Math.round(FAULT_RATE * 100)}% of connections broken.\n`,
+  );
+
+  // The database: DATABASE_URL, or the embedded PostgreSQL in DATA_DIR.
+  const database = await openDatabase(config);
+  const port = await freePort();
+  const api = await startApi(database.url, port);
+  const proxy = await new FaultyProxy(port, random(Date.now() % 1_000_000)).start();
+  proxy.faultRate = FAULT_RATE;
+  const direct = `http://127.0.0.1:${port}`;
+  const viaProxy = () => `http://127.0.0.1:${proxy.port}`;
+  try {
+    const account = await post(direct, '/accounts', { name: 'Retry lab', currency: 'USD' });
+    const START = 1_000_000;
+    await post(direct, `/accounts/${account}/deposits`, { amount: START, currency: 'USD' });
+    const charges: Operation[] = Array.from({ length: CHARGES }, (_, i) => ({
+      key: `lab-${randomUUID()}`,
+      method: 'POST',
+      path: '/charges',
+      body: { accountId: account, amount: 100 + (i % 7) * 25, currency: 'USD' },
+    }));
+    const expected = START - charges.reduce((sum, op) => sum + (op.body.amount as number), 0);
+
+    const stats = newStats();
+    let done = 0;
+    const progress = setInterval(() => draw(done, stats, proxy), 100);
+    const started = Date.now();
+    await pool(charges, CLIENTS, async (op) => {
+      await sendWithRetries(viaProxy, API_KEY, op, stats);
+      done++;
+    });
+    clearInterval(progress);
+    draw(done, stats, proxy);
+    const seconds = (Date.now() - started) / 1000;
+
+    const client = new pg.Client({ connectionString: database.url });
+    await client.connect();
+    const balance = Number(
+      (
+        await client.query<{ balance: string }>('SELECT balance FROM accounts WHERE id = $1', [
+          account,
+        ])
+      ).rows[0].balance,
+    );
+    const executed = (
+      await client.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM charges WHERE account_id = $1',
+        [account],
+      )
+    ).rows[0].n;
+    const violations = await auditLedger(client);
+    await client.end();
+
+    const ok = balance === expected && executed === CHARGES && violations.length === 0;
+    const lost = FAULTS.filter((f) => f !== 'none' && f !== 'delay').reduce(
+      (n, f) => n + proxy.injected[f],
+      0,
+    );
+    console.log(`\n\n${bold('Summary')}`);
+    console.log(`  charges intended          ${CHARGES}`);
+    console.log(
+      `  HTTP attempts             ${stats.attempts} (${stats.retries} retries) in ${seconds.toFixed(1)} s`,
+    );
+    console.log(
+      `  connections broken        ${lost}: ${FAULTS.filter((f) => f !== 'none')
+        .map((f) => `${f} ${proxy.injected[f]}`)
+        .join(', ')}`,
+    );
+    console.log(
+      `  network errors seen       ${stats.networkErrors} (the client never learnt the outcome)`,
+    );
+    console.log(
+      `  replayed responses        ${stats.replays} (the work was done; the retry got the stored answer)`,
+    );
+    console.log(`  409 in use                ${stats.inUse} (a retry overtook its original)`);
+    console.log(`  charges in the database   ${executed}`);
+    console.log(`  balance                   ${balance} (expected ${expected})`);
+    console.log(
+      `  ledger audit              ${violations.length === 0 ? 'sound' : `${violations.length} violation(s)`}`,
+    );
+    console.log(
+      `\n${bold(ok ? 'Exactly once: every charge happened once, whatever the network did.' : 'NOT exactly once: see above.')}`,
+    );
+    return ok ? 0 : 1;
+  } finally {
+    await proxy.stop();
+    api.kill('SIGTERM');
+    await new Promise((resolve) => api.once('exit', resolve));
+    await database.close();
+  }
+}
+
+function draw(done: number, stats: ReturnType<typeof newStats>, proxy: FaultyProxy): void {
+  const width = 30;
+  const filled = Math.round((done / CHARGES) * width);
+  const broken = Object.entries(proxy.injected)
+    .filter(([f]) => f !== 'none')
+    .reduce((n, [, v]) => n + v, 0);
+  const line = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${CHARGES} charges · ${stats.attempts} requests · ${broken} broken · ${stats.retries} retries · ${stats.replays} replays · ${stats.inUse} × 409`;
+  process.stdout.write(tty ? `\r${line}` : done === CHARGES || done % 50 === 0 ? `${line}\n` : '');
+}
+
+async function post(base: string, path: string, body: object): Promise<string> {
+  const res = await fetch(`${base}${path}`, {
+    method: 'POST',
+    headers: {
+      Authorization: `Bearer ${API_KEY}`,
+      'Content-Type': 'application/json',
+      'Idempotency-Key': randomUUID(),
+    },
+    body: JSON.stringify(body),
+  });
+  if (res.status !== 201) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { id: string }).id;
+}
+
+/** The compiled API (dist/main.js) on `url`, quiet, once it answers /health. */
+async function startApi(url: string, port: number): Promise<ChildProcess> {
+  const main = fileURLToPath(new URL('../main.js', import.meta.url));
+  const child = spawn(process.execPath, [main], {
+    env: {
+      ...process.env,
+      DATABASE_URL: url,
+      PORT: String(port),
+      LOG_LEVEL: 'error',
+      NODE_ENV: 'development',
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  for (let i = 0; i < 300; i++) {
+    if (child.exitCode !== null) throw new Error('the API did not start');
+    if (
+      await fetch(`http://127.0.0.1:${port}/health`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return child;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the API did not answer /health');
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(2);
+  },
+);
