@@ -73,6 +73,24 @@ describe('npm start', () => {
     expect(once.stdout).toMatch(/"balance":7500/);
     expect(twice.stdout).toMatch(/"balance":7500/);
 
+    // JSON access logs: one line per request, with what operators need and no secrets.
+    const requestLogs = first
+      .output()
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { message?: Record<string, unknown> })
+      .map((entry) => entry.message)
+      .filter((m): m is Record<string, unknown> => typeof m === 'object' && m?.msg === 'request');
+    const replayedCharge = requestLogs.find((m) => m.route === '/charges' && m.replayed === true);
+    expect(replayedCharge).toMatchObject({
+      requestId: expect.any(String),
+      method: 'POST',
+      status: 201,
+      latencyMs: expect.any(Number),
+      merchantId: expect.stringMatching(/^mch_/),
+    });
+    expect(first.output()).not.toMatch(/Bearer|sk_[A-Za-z0-9_-]{43}/);
+
     first.child.kill('SIGTERM');
     expect(await first.exited()).toBe(0);
     expect(existsSync(path.join(dataDir, 'embedded-postgres.json'))).toBe(false);
