@@ -9,10 +9,18 @@ export default tseslint.config(
   {
     languageOptions: {
       parserOptions: {
-        projectService: { allowDefaultProject: ['*.js', 'test/support/*.js'] },
+        projectService: { allowDefaultProject: ['*.js', 'test/support/*.js', 'bench/*.js'] },
         tsconfigRootDir: import.meta.dirname,
       },
-      globals: { process: 'readonly', console: 'readonly', URL: 'readonly' },
+      globals: {
+        process: 'readonly',
+        console: 'readonly',
+        URL: 'readonly',
+        fetch: 'readonly',
+        setTimeout: 'readonly',
+        setInterval: 'readonly',
+        clearInterval: 'readonly',
+      },
     },
     rules: {
       // An un-awaited promise in a test is an assertion that never runs.

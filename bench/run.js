@@ -1,0 +1,380 @@
+// npm run bench: throughput and latency of the API against the ceiling that matters,
+// PostgreSQL running the same durable idempotent charge as ONE statement, with no
+// HTTP and no framework, at the same concurrency. Not part of npm test.
+//
+//   BENCH_DURATION=10 BENCH_CONCURRENCY=8,32,128 npm run bench
+//
+// Starts the compiled API (production mode) on a fresh `payments_bench` database of
+// the embedded PostgreSQL, or on DATABASE_URL; seeds a merchant and 1,000 funded
+// accounts; runs each scenario; prints a table and writes bench/results.json.
+import autocannon from 'autocannon';
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus } from 'node:os';
+import pg from 'pg';
+import { migrate } from '../dist/database/data-source.js';
+import { openDatabase } from '../dist/database/open-database.js';
+import { hashApiKey } from '../dist/merchants/api-key.js';
+
+const DURATION = Number(process.env.BENCH_DURATION ?? 10);
+const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '8,32,128').split(',').map(Number);
+const ACCOUNTS = 1_000;
+const API_KEY = `sk_bench_${randomUUID().replaceAll('-', '')}`;
+const MERCHANT = 'mch_bench';
+const BALANCE = 1_000_000_000_000; // 1e12 cents: one deposit each, never runs out during a run
+
+const results = [];
+
+async function main() {
+  const database = await benchDatabase();
+  const db = new pg.Pool({ connectionString: database.url, max: Math.max(...CONCURRENCY) + 2 });
+  db.on('error', () => undefined);
+  log(`database: ${database.label}`);
+  await migrate(database.url);
+  const accounts = await seed(db);
+  const hot = accounts[0];
+
+  const port = await freePort();
+  const api = await startApi(database.url, port);
+  const base = `http://127.0.0.1:${port}`;
+  log(`API: pid ${api.pid} on ${base}, ${cpus().length} CPUs, ${DURATION} s per scenario`);
+  try {
+    for (const c of CONCURRENCY) {
+      await run('charge-spread', c, api, () => chargeRequests(base, () => pick(accounts)));
+      await run('charge-hot', c, api, () => chargeRequests(base, () => hot));
+      const keys = await completedKeys(base, accounts, 500);
+      await run('replay', c, api, () => replayRequests(base, keys));
+      await run('duplicates', c, api, () => duplicateRequests(base, accounts));
+      await run('get-account', c, api, () => ({
+        url: base,
+        requests: [
+          {
+            method: 'GET',
+            setupRequest: (req) => ({ ...req, path: `/accounts/${pick(accounts)}` }),
+          },
+        ],
+      }));
+      await ceiling('ceiling-spread', c, db, () => pick(accounts));
+      await ceiling('ceiling-hot', c, db, () => hot);
+    }
+  } finally {
+    api.kill('SIGTERM');
+    await new Promise((resolve) => api.once('exit', resolve));
+    await db.end();
+    await database.close();
+  }
+  report();
+}
+
+// ---- the API scenarios ---------------------------------------------------------
+
+const headers = { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' };
+
+function chargeRequests(base, account) {
+  return {
+    url: base,
+    requests: [
+      {
+        method: 'POST',
+        path: '/charges',
+        setupRequest: (req) => ({
+          ...req,
+          headers: { ...headers, 'idempotency-key': randomUUID() },
+          body: JSON.stringify({ accountId: account(), amount: 1, currency: 'USD' }),
+        }),
+      },
+    ],
+  };
+}
+
+/** `count` completed charges, to replay: key and body, so the fingerprint matches. */
+async function completedKeys(base, accounts, count) {
+  const keys = [];
+  for (let i = 0; i < count; i++) {
+    const key = randomUUID();
+    const body = JSON.stringify({ accountId: pick(accounts), amount: 1, currency: 'USD' });
+    const res = await fetch(`${base}/charges`, {
+      method: 'POST',
+      headers: { ...headers, 'idempotency-key': key },
+      body,
+    });
+    if (res.status !== 201) throw new Error(`seeding replays: ${res.status}`);
+    keys.push({ key, body });
+  }
+  return keys;
+}
+
+function replayRequests(base, keys) {
+  return {
+    url: base,
+    requests: [
+      {
+        method: 'POST',
+        path: '/charges',
+        setupRequest: (req) => {
+          const { key, body } = pick(keys);
+          return { ...req, headers: { ...headers, 'idempotency-key': key }, body };
+        },
+      },
+    ],
+  };
+}
+
+/** Every client sends the same key: one execution, then replays (and 409s while it runs). */
+function duplicateRequests(base, accounts) {
+  const key = randomUUID();
+  const body = JSON.stringify({ accountId: pick(accounts), amount: 1, currency: 'USD' });
+  return {
+    url: base,
+    requests: [
+      { method: 'POST', path: '/charges', headers: { ...headers, 'idempotency-key': key }, body },
+    ],
+  };
+}
+
+async function run(name, connections, api, options) {
+  progress(`${name} c=${connections}`);
+  let peakRss = rssMb(api.pid);
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssMb(api.pid))), 250);
+  const ticker = ticking(`${name} c=${connections}`);
+  const result = await autocannon({ ...options(), connections, duration: DURATION, headers });
+  clearInterval(sampler);
+  clearInterval(ticker);
+  const expected = name === 'duplicates' ? [409] : [];
+  const errors =
+    result.errors +
+    result.timeouts +
+    Object.entries(result.statusCodeStats ?? {})
+      .filter(([code]) => Number(code) >= 400 && !expected.includes(Number(code)))
+      .reduce((n, [, s]) => n + s.count, 0);
+  record({
+    name,
+    concurrency: connections,
+    rps: Math.round(result.requests.average),
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    errors,
+    apiRssMb: Math.round(peakRss),
+  });
+}
+
+// ---- the ceiling: one statement per charge, straight to PostgreSQL ---------------
+
+const CEILING_SQL = `
+  WITH k AS (
+         INSERT INTO idempotency_keys (merchant_id, key, request_method, request_path, fingerprint,
+                                       response_status, response_content_type, response_body, expires_at)
+         VALUES ($1, $2, 'POST', '/charges', repeat('0', 64), 201, 'application/json', '{}', now() + interval '1 day')
+         RETURNING key),
+       d AS (
+         UPDATE accounts SET balance = balance - $4::bigint, updated_at = now()
+          WHERE merchant_id = $1 AND id = $3 AND balance >= $4::bigint
+         RETURNING balance),
+       c AS (
+         INSERT INTO charges (merchant_id, id, account_id, amount, currency, status)
+         SELECT $1, $5, $3, $4, 'USD', 'succeeded' FROM d
+         RETURNING id)
+  INSERT INTO ledger_entries (merchant_id, id, account_id, type, amount, balance_after, source_id)
+  SELECT $1, $6, $3, 'charge', -$4::bigint, d.balance, c.id FROM d, c`;
+
+async function ceiling(name, connections, db, account) {
+  progress(`${name} c=${connections}`);
+  const ticker = ticking(`${name} c=${connections}`);
+  const latencies = [];
+  let errors = 0;
+  const end = Date.now() + DURATION * 1000;
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      const client = await db.connect();
+      try {
+        while (Date.now() < end) {
+          const started = process.hrtime.bigint();
+          try {
+            const id = randomUUID().replaceAll('-', '');
+            await client.query(CEILING_SQL, [
+              MERCHANT,
+              `ceiling-${id}`,
+              account(),
+              1,
+              `ch_c${id}`,
+              `le_c${id}`,
+            ]);
+          } catch {
+            errors++;
+          }
+          latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
+        }
+      } finally {
+        client.release();
+      }
+    }),
+  );
+  clearInterval(ticker);
+  latencies.sort((a, b) => a - b);
+  record({
+    name,
+    concurrency: connections,
+    rps: Math.round(latencies.length / DURATION),
+    p50Ms: round(latencies[Math.floor(latencies.length * 0.5)]),
+    p99Ms: round(latencies[Math.floor(latencies.length * 0.99)]),
+    errors,
+    apiRssMb: null,
+  });
+}
+
+// ---- set-up -------------------------------------------------------------------
+
+async function benchDatabase() {
+  if (process.env.DATABASE_URL) {
+    return { url: process.env.DATABASE_URL, label: 'DATABASE_URL', close: () => Promise.resolve() };
+  }
+  const embedded = await openDatabase({ DATA_DIR: process.env.DATA_DIR ?? '.data' });
+  const admin = new pg.Client({ connectionString: embedded.url });
+  await admin.connect();
+  await admin.query('DROP DATABASE IF EXISTS payments_bench WITH (FORCE)');
+  await admin.query('CREATE DATABASE payments_bench');
+  await admin.end();
+  const url = new URL(embedded.url);
+  url.pathname = '/payments_bench';
+  return {
+    url: url.toString(),
+    label: 'embedded PostgreSQL, fresh payments_bench database',
+    close: () => embedded.close(),
+  };
+}
+
+/** A merchant with a known key, and accounts funded through deposits (so the books stay sound). */
+async function seed(db) {
+  await db.query(
+    `INSERT INTO merchants (id, name, api_key_hash) VALUES ($1, 'Bench', $2)
+     ON CONFLICT (id) DO UPDATE SET api_key_hash = EXCLUDED.api_key_hash`,
+    [MERCHANT, hashApiKey(API_KEY)],
+  );
+  const { rows } = await db.query(
+    `WITH a AS (
+       INSERT INTO accounts (merchant_id, id, name, currency, balance)
+       SELECT $1, 'acct_bench' || lpad(g::text, 22, '0'), 'bench ' || g, 'USD', $2::bigint
+         FROM generate_series(1, $3) g
+       ON CONFLICT DO NOTHING
+       RETURNING id),
+     d AS (
+       INSERT INTO deposits (merchant_id, id, account_id, amount, currency)
+       SELECT $1, 'dep_' || a.id, a.id, $2::bigint, 'USD' FROM a
+       RETURNING id, account_id, amount)
+     INSERT INTO ledger_entries (merchant_id, id, account_id, type, amount, balance_after, source_id)
+     SELECT $1, 'le_' || d.id, d.account_id, 'deposit', d.amount, d.amount, d.id FROM d
+     RETURNING account_id`,
+    [MERCHANT, BALANCE, ACCOUNTS],
+  );
+  const ids = (
+    await db.query(`SELECT id FROM accounts WHERE merchant_id = $1 ORDER BY id`, [MERCHANT])
+  ).rows.map((r) => r.id);
+  log(`seeded ${ids.length} accounts (${rows.length} deposits this run)`);
+  return ids;
+}
+
+async function startApi(url, port) {
+  const child = spawn(process.execPath, ['dist/main.js'], {
+    env: {
+      ...process.env,
+      DATABASE_URL: url,
+      PORT: String(port),
+      NODE_ENV: 'production',
+      DB_POOL_SIZE: process.env.DB_POOL_SIZE ?? '10',
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  for (let i = 0; i < 300; i++) {
+    if (child.exitCode !== null) throw new Error('the API did not start');
+    if (
+      await fetch(`http://127.0.0.1:${port}/health`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return child;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the API did not answer /health');
+}
+
+// ---- output -------------------------------------------------------------------
+
+function record(row) {
+  results.push(row);
+  process.stdout.write(
+    `\r${row.name.padEnd(15)} c=${String(row.concurrency).padEnd(4)} ${String(row.rps).padStart(6)} req/s  p50 ${row.p50Ms} ms  p99 ${row.p99Ms} ms  errors ${row.errors}\n`,
+  );
+}
+
+function report() {
+  const ceilingOf = (name, c) =>
+    results.find(
+      (r) =>
+        r.name === (name === 'charge-hot' ? 'ceiling-hot' : 'ceiling-spread') &&
+        r.concurrency === c,
+    )?.rps;
+  console.log('\n| scenario | c | req/s | p50 ms | p99 ms | errors | API RSS MB | × ceiling |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const r of results) {
+    const ceilingRps = r.name.startsWith('charge') ? ceilingOf(r.name, r.concurrency) : undefined;
+    const ratio = ceilingRps ? (r.rps / ceilingRps).toFixed(2) : '';
+    console.log(
+      `| ${r.name} | ${r.concurrency} | ${r.rps} | ${r.p50Ms} | ${r.p99Ms} | ${r.errors} | ${r.apiRssMb ?? ''} | ${ratio} |`,
+    );
+  }
+  writeFileSync(
+    new URL('./results.json', import.meta.url),
+    JSON.stringify({ scenarios: results }, null, 2) + '\n',
+  );
+  console.log('\nwritten: bench/results.json');
+}
+
+function log(message) {
+  console.log(`[bench] ${message}`);
+}
+
+function progress(label) {
+  process.stdout.write(`\r${label.padEnd(40)} running...`);
+}
+
+function ticking(label) {
+  const started = Date.now();
+  return setInterval(() => {
+    const s = Math.round((Date.now() - started) / 1000);
+    process.stdout.write(`\r${label.padEnd(40)} ${s}/${DURATION} s `);
+  }, 1000);
+}
+
+function rssMb(pid) {
+  try {
+    const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return kb ? Number(kb) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function pick(items) {
+  return items[Math.floor(Math.random() * items.length)];
+}
+
+function round(ms) {
+  return Math.round(ms * 100) / 100;
+}
+
+function freePort() {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
