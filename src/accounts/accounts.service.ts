@@ -23,9 +23,14 @@ export class AccountsService {
 
   /** The merchant's account, or a 404 domain error (also for another merchant's id). */
   async get(merchantId: string, id: string): Promise<Account> {
-    const account = await this.tx.repository(Account).findOneBy({ merchantId, id });
-    if (!account) throw new NotFoundError('account', id);
-    return account;
+    const [row] = await this.tx.query<Account & { balance: string }>(
+      `SELECT merchant_id AS "merchantId", id, name, currency, balance,
+              created_at AS "createdAt", updated_at AS "updatedAt"
+         FROM accounts WHERE merchant_id = $1 AND id = $2`,
+      [merchantId, id],
+    );
+    if (!row) throw new NotFoundError('account', id);
+    return { ...row, balance: Number(row.balance) };
   }
 
   async list(merchantId: string, query: ListAccountsQuery): Promise<List<AccountView>> {
@@ -40,14 +45,20 @@ export class AccountsService {
    * Takes `amount` out of the balance if it is there, in one conditional UPDATE:
    * the row lock it takes serialises concurrent debits, and the WHERE clause
    * re-checks the balance after the lock, so two charges can never both spend the
-   * same money. Returns the new balance, or null when funds are insufficient.
+   * same money. Returns the new balance, or null when there is no such account in
+   * `currency` or its funds are insufficient.
    */
-  async debit(merchantId: string, id: string, amount: number): Promise<number | null> {
+  async debit(
+    merchantId: string,
+    id: string,
+    amount: number,
+    currency: string,
+  ): Promise<number | null> {
     const [row] = await this.tx.query<{ balance: string }>(
       `UPDATE accounts SET balance = balance - $3::bigint, updated_at = now()
-        WHERE merchant_id = $1 AND id = $2 AND balance >= $3::bigint
+        WHERE merchant_id = $1 AND id = $2 AND currency = $4 AND balance >= $3::bigint
        RETURNING balance`,
-      [merchantId, id, amount],
+      [merchantId, id, amount, currency],
     );
     return row ? Number(row.balance) : null;
   }

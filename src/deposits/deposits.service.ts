@@ -28,16 +28,20 @@ export class DepositsService {
         `The deposit would take the balance of ${accountId} above ${Number.MAX_SAFE_INTEGER}.`,
       );
     }
-    const repository = this.tx.repository(Deposit);
-    const deposit = repository.create({
+    const deposit: Omit<Deposit, 'createdAt'> = {
       merchantId,
       id: newId('deposit'),
       accountId,
       amount: dto.amount,
       currency: dto.currency,
       description: dto.description ?? null,
-    });
-    await repository.insert(deposit);
+    };
+    const [row] = await this.tx.query<{ createdAt: Date }>(
+      `INSERT INTO deposits (merchant_id, id, account_id, amount, currency, description)
+       VALUES ($1, $2, $3, $4, $5, $6)
+       RETURNING created_at AS "createdAt"`,
+      [merchantId, deposit.id, accountId, deposit.amount, deposit.currency, deposit.description],
+    );
     await this.ledger.record({
       merchantId,
       accountId,
@@ -46,6 +50,6 @@ export class DepositsService {
       balanceAfter,
       sourceId: deposit.id,
     });
-    return toDepositView(deposit);
+    return toDepositView({ ...deposit, createdAt: row.createdAt });
   }
 }

@@ -22,7 +22,19 @@ export class LedgerService {
 
   /** Appends an entry in the current transaction (one per source, enforced by the schema). */
   async record(entry: NewLedgerEntry): Promise<void> {
-    await this.tx.repository(LedgerEntry).insert({ id: newId('ledgerEntry'), ...entry });
+    await this.tx.query(
+      `INSERT INTO ledger_entries (merchant_id, id, account_id, type, amount, balance_after, source_id)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+      [
+        entry.merchantId,
+        newId('ledgerEntry'),
+        entry.accountId,
+        entry.type,
+        entry.amount,
+        entry.balanceAfter,
+        entry.sourceId,
+      ],
+    );
   }
 
   async list(

@@ -4,8 +4,15 @@ import { TransactionHost } from '../database/transaction-host.js';
 import { generateApiKey, hashApiKey } from './api-key.js';
 import { Merchant } from './merchant.entity.js';
 
+type MerchantIdentity = Pick<Merchant, 'id' | 'name'>;
+
+const KEY_CACHE_MS = 60_000;
+const KEY_CACHE_SIZE = 10_000;
+
 @Injectable()
 export class MerchantsService {
+  private readonly keyCache = new Map<string, { merchant: MerchantIdentity; until: number }>();
+
   constructor(private readonly tx: TransactionHost) {}
 
   /** Creates a merchant; returns its API key, which is not stored and cannot be shown again. */
@@ -22,13 +29,23 @@ export class MerchantsService {
     return { merchant, apiKey };
   }
 
-  /** The merchant owning this API key, or null. */
-  async findByApiKey(apiKey: string): Promise<Pick<Merchant, 'id' | 'name'> | null> {
-    const [row] = await this.tx.query<Pick<Merchant, 'id' | 'name'>>(
+  /**
+   * The merchant owning this API key, or null. Found keys are remembered for
+   * KEY_CACHE_MS: authentication then costs no query on most requests. (Keys
+   * cannot be revoked through the API; a revocation feature would clear this.)
+   */
+  async findByApiKey(apiKey: string): Promise<MerchantIdentity | null> {
+    const hash = hashApiKey(apiKey);
+    const cached = this.keyCache.get(hash);
+    if (cached && cached.until > Date.now()) return cached.merchant;
+    const [row] = await this.tx.query<MerchantIdentity>(
       'SELECT id, name FROM merchants WHERE api_key_hash = $1',
-      [hashApiKey(apiKey)],
+      [hash],
     );
-    return row ?? null;
+    if (!row) return null;
+    if (this.keyCache.size >= KEY_CACHE_SIZE) this.keyCache.clear();
+    this.keyCache.set(hash, { merchant: row, until: Date.now() + KEY_CACHE_MS });
+    return row;
   }
 
   /** Makes sure a merchant with this key exists (the demo merchant outside production). */

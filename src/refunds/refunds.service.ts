@@ -24,12 +24,17 @@ export class RefundsService {
    * refunds can never add up to more than the charge.
    */
   async create(merchantId: string, chargeId: string, dto: CreateRefundDto): Promise<RefundView> {
-    const charge = await this.tx
-      .repository(Charge)
-      .createQueryBuilder('charge')
-      .setLock('pessimistic_write')
-      .where('charge.merchant_id = :merchantId AND charge.id = :chargeId', { merchantId, chargeId })
-      .getOne();
+    const [row] = await this.tx.query<Charge & { amount: string; amountRefunded: string }>(
+      `SELECT account_id AS "accountId", amount, currency, status, amount_refunded AS "amountRefunded"
+         FROM charges WHERE merchant_id = $1 AND id = $2
+          FOR UPDATE`,
+      [merchantId, chargeId],
+    );
+    const charge = row && {
+      ...row,
+      amount: Number(row.amount),
+      amountRefunded: Number(row.amountRefunded),
+    };
     if (!charge) throw new NotFoundError('charge', chargeId);
 
     const refundable = charge.status === 'succeeded' ? charge.amount - charge.amountRefunded : 0;
@@ -56,15 +61,19 @@ export class RefundsService {
         `The refund would take the balance of ${charge.accountId} above ${Number.MAX_SAFE_INTEGER}.`,
       );
     }
-    const repository = this.tx.repository(Refund);
-    const refund = repository.create({
+    const refund: Omit<Refund, 'createdAt'> = {
       merchantId,
       id: newId('refund'),
       chargeId,
       accountId: charge.accountId,
       amount,
-    });
-    await repository.insert(refund);
+    };
+    const [inserted] = await this.tx.query<{ createdAt: Date }>(
+      `INSERT INTO refunds (merchant_id, id, charge_id, account_id, amount)
+       VALUES ($1, $2, $3, $4, $5)
+       RETURNING created_at AS "createdAt"`,
+      [merchantId, refund.id, chargeId, charge.accountId, amount],
+    );
     await this.ledger.record({
       merchantId,
       accountId: charge.accountId,
@@ -73,6 +82,6 @@ export class RefundsService {
       balanceAfter,
       sourceId: refund.id,
     });
-    return toRefundView(refund);
+    return toRefundView({ ...refund, createdAt: inserted.createdAt });
   }
 }
