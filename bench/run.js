@@ -8,14 +8,13 @@
 // the embedded PostgreSQL, or on DATABASE_URL; seeds a merchant and 1,000 funded
 // accounts; runs each scenario; prints a table and writes bench/results.json.
 import autocannon from 'autocannon';
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { cpus } from 'node:os';
 import pg from 'pg';
 import { migrate } from '../dist/database/data-source.js';
 import { openDatabase } from '../dist/database/open-database.js';
+import { freePort, startApi } from '../dist/lab/api-process.js';
 import { hashApiKey } from '../dist/merchants/api-key.js';
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
@@ -40,7 +39,10 @@ async function main() {
   const hot = accounts[0];
 
   const port = await freePort();
-  const api = await startApi(database.url, port);
+  const api = await startApi(database.url, port, {
+    NODE_ENV: 'production',
+    DB_POOL_SIZE: process.env.DB_POOL_SIZE ?? '10',
+  });
   const base = `http://127.0.0.1:${port}`;
   log(`API: pid ${api.pid} on ${base}, ${cpus().length} CPUs, ${DURATION} s per scenario`);
   try {
@@ -278,31 +280,6 @@ async function seed(db) {
   return ids;
 }
 
-async function startApi(url, port) {
-  const child = spawn(process.execPath, ['dist/main.js'], {
-    env: {
-      ...process.env,
-      DATABASE_URL: url,
-      PORT: String(port),
-      NODE_ENV: 'production',
-      DB_POOL_SIZE: process.env.DB_POOL_SIZE ?? '10',
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  for (let i = 0; i < 300; i++) {
-    if (child.exitCode !== null) throw new Error('the API did not start');
-    if (
-      await fetch(`http://127.0.0.1:${port}/health`).then(
-        (r) => r.ok,
-        () => false,
-      )
-    )
-      return child;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('the API did not answer /health');
-}
-
 // ---- output -------------------------------------------------------------------
 
 function record(row) {
@@ -366,15 +343,6 @@ function pick(items) {
 
 function round(ms) {
   return Math.round(ms * 100) / 100;
-}
-
-function freePort() {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 main().catch((error) => {

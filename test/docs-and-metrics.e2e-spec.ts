@@ -61,25 +61,27 @@ describe('/metrics', () => {
     return line ? Number(line.split(' ').at(-1)) : 0;
   }
 
+  const snapshot = async () => ({
+    executed: await metric('idempotency_outcomes_total', { outcome: 'executed' }),
+    replayed: await metric('idempotency_outcomes_total', { outcome: 'replayed' }),
+    reused: await metric('idempotency_outcomes_total', { outcome: 'reused' }),
+    missing: await metric('idempotency_outcomes_total', { outcome: 'missing' }),
+    invalid: await metric('idempotency_outcomes_total', { outcome: 'invalid' }),
+    charges: await metric('http_requests_total', {
+      method: 'POST',
+      route: '/charges',
+      status: '201',
+    }),
+    gets: await metric('http_requests_total', {
+      method: 'GET',
+      route: '/charges/:id',
+      status: '200',
+    }),
+  });
+
   it('counts requests by route pattern and status, and idempotency outcomes', async () => {
     const account = await api.fundedAccount(1_000);
-    const before = {
-      executed: await metric('idempotency_outcomes_total', { outcome: 'executed' }),
-      replayed: await metric('idempotency_outcomes_total', { outcome: 'replayed' }),
-      reused: await metric('idempotency_outcomes_total', { outcome: 'reused' }),
-      missing: await metric('idempotency_outcomes_total', { outcome: 'missing' }),
-      invalid: await metric('idempotency_outcomes_total', { outcome: 'invalid' }),
-      charges: await metric('http_requests_total', {
-        method: 'POST',
-        route: '/charges',
-        status: '201',
-      }),
-      gets: await metric('http_requests_total', {
-        method: 'GET',
-        route: '/charges/:id',
-        status: '200',
-      }),
-    };
+    const before = await snapshot();
     const key = randomUUID();
     const charge = await api.charge(account, 10, key);
     await api.charge(account, 10, key);
@@ -94,23 +96,7 @@ describe('/metrics', () => {
     expect(res.text).toContain('http_request_duration_seconds_bucket');
     expect(res.text).toContain('process_cpu_user_seconds_total');
     expect(res.text).not.toContain(charge.body.id); // route patterns, never ids
-    expect({
-      executed: await metric('idempotency_outcomes_total', { outcome: 'executed' }),
-      replayed: await metric('idempotency_outcomes_total', { outcome: 'replayed' }),
-      reused: await metric('idempotency_outcomes_total', { outcome: 'reused' }),
-      missing: await metric('idempotency_outcomes_total', { outcome: 'missing' }),
-      invalid: await metric('idempotency_outcomes_total', { outcome: 'invalid' }),
-      charges: await metric('http_requests_total', {
-        method: 'POST',
-        route: '/charges',
-        status: '201',
-      }),
-      gets: await metric('http_requests_total', {
-        method: 'GET',
-        route: '/charges/:id',
-        status: '200',
-      }),
-    }).toEqual({
+    expect(await snapshot()).toEqual({
       executed: before.executed + 1,
       replayed: before.replayed + 1,
       reused: before.reused + 1,

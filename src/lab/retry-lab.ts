@@ -1,14 +1,12 @@
 // npm run demo:retries: the retry lab. Starts the API, puts a network that loses
 // responses in front of it, and lets retrying clients charge an account through
 // it, showing live what happens, then whether every charge happened exactly once.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { auditLedger } from '../audit/ledger-audit.js';
 import { loadConfig } from '../config/config.js';
 import { openDatabase } from '../database/open-database.js';
+import { freePort, startApi } from './api-process.js';
 import {
   FAULTS,
   FaultyProxy,
@@ -36,7 +34,7 @@ async function main(): Promise<number> {
   // The database: DATABASE_URL, or the embedded PostgreSQL in DATA_DIR.
   const database = await openDatabase(config);
   const port = await freePort();
-  const api = await startApi(database.url, port);
+  const api = await startApi(database.url, port, { LOG_LEVEL: 'error', NODE_ENV: 'development' });
   const proxy = await new FaultyProxy(port, random(Date.now() % 1_000_000)).start();
   proxy.faultRate = FAULT_RATE;
   const direct = `http://127.0.0.1:${port}`;
@@ -144,42 +142,6 @@ async function post(base: string, path: string, body: object): Promise<string> {
   });
   if (res.status !== 201) throw new Error(`${path}: ${res.status} ${await res.text()}`);
   return ((await res.json()) as { id: string }).id;
-}
-
-/** The compiled API (dist/main.js) on `url`, quiet, once it answers /health. */
-async function startApi(url: string, port: number): Promise<ChildProcess> {
-  const main = fileURLToPath(new URL('../main.js', import.meta.url));
-  const child = spawn(process.execPath, [main], {
-    env: {
-      ...process.env,
-      DATABASE_URL: url,
-      PORT: String(port),
-      LOG_LEVEL: 'error',
-      NODE_ENV: 'development',
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  for (let i = 0; i < 300; i++) {
-    if (child.exitCode !== null) throw new Error('the API did not start');
-    if (
-      await fetch(`http://127.0.0.1:${port}/health`).then(
-        (r) => r.ok,
-        () => false,
-      )
-    )
-      return child;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('the API did not answer /health');
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 main().then(
