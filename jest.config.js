@@ -22,6 +22,7 @@ export default {
       testMatch: ['**/*.e2e-spec.ts'],
       globalSetup: '<rootDir>/test/support/global-setup.js',
       globalTeardown: '<rootDir>/test/support/global-teardown.js',
+      setupFilesAfterEnv: ['<rootDir>/test/support/contract-fetch.ts'],
       testTimeout: 60_000,
     },
   ],
