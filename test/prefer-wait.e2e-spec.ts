@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
+import { slowCharges, untilAdvisoryLocks } from './support/db-faults.js';
 import { ledgerViolations } from './support/invariants.js';
 import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
 
@@ -14,20 +15,19 @@ let api: ApiClient;
 beforeAll(async () => {
   t = await startTestApp({ env: { DB_POOL_SIZE: '2' } });
   api = await t.merchant();
+  await slowCharges(t.db, { 777: 1.5, 778: 3, 780: 2 });
+  // 779: the original fails after a second, once; its retry then goes through.
   await t.db.query(`
     CREATE SEQUENCE rollback_once;
-    CREATE FUNCTION slow_charges() RETURNS trigger LANGUAGE plpgsql AS $$
+    CREATE FUNCTION fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-      IF NEW.amount = 777 THEN PERFORM pg_sleep(1.5); END IF;
-      IF NEW.amount = 778 THEN PERFORM pg_sleep(3); END IF;
-      IF NEW.amount = 780 THEN PERFORM pg_sleep(2); END IF;
       IF NEW.amount = 779 AND nextval('rollback_once') = 1 THEN
         PERFORM pg_sleep(1);
         RAISE EXCEPTION 'the original fails after a while';
       END IF;
       RETURN NEW;
     END $$;
-    CREATE TRIGGER slow_charges BEFORE INSERT ON charges FOR EACH ROW EXECUTE FUNCTION slow_charges();`);
+    CREATE TRIGGER fail_once BEFORE INSERT ON charges FOR EACH ROW EXECUTE FUNCTION fail_once();`);
 });
 afterEach(async () => expect(await ledgerViolations(t.db)).toEqual([]));
 afterAll(() => t.close());
@@ -58,16 +58,9 @@ function charge(
 
 /** Polls until some transaction of the app holds an advisory lock: the original has claimed its key. */
 async function untilKeyClaimed(): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const { rows } = await t.db.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM pg_locks
-        WHERE locktype = 'advisory' AND granted
-          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
-    );
-    if (rows[0].n > 0) return;
-    await new Promise((r) => setTimeout(r, 10));
+  if ((await untilAdvisoryLocks(t.db, (n) => n > 0, 200)) === 0) {
+    throw new Error('the original never claimed its key');
   }
-  throw new Error('the original never claimed its key');
 }
 
 describe('Prefer: wait', () => {

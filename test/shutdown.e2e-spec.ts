@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
+import { slowCharges, untilAdvisoryLocks } from './support/db-faults.js';
 import { testPool } from './support/test-pool.js';
 import { killChildren, scratchDatabase, startChildApp } from './support/child-app.js';
 import { ledgerViolations } from './support/invariants.js';
@@ -12,13 +13,7 @@ describe('graceful shutdown', () => {
     const pool = testPool(db.url, 2);
     try {
       // Each charge of 555 sleeps 1 s inside its transaction, after its debit.
-      await pool.query(`
-        CREATE FUNCTION slow_charges() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-          IF NEW.amount = 555 THEN PERFORM pg_sleep(1); END IF;
-          RETURN NEW;
-        END $$;
-        CREATE TRIGGER slow_charges BEFORE INSERT ON charges FOR EACH ROW EXECUTE FUNCTION slow_charges();`);
+      await slowCharges(pool, { 555: 1 });
       const app = await startChildApp({ DATABASE_URL: db.url, DB_POOL_SIZE: '25' });
       const base = `http://127.0.0.1:${app.port}`;
       const call = (path: string, body: object, key?: string) =>
@@ -51,14 +46,7 @@ describe('graceful shutdown', () => {
         ),
       );
       // Poll until all 20 are inside their transactions (each holds its key's lock).
-      for (let i = 0; i < 500; i++) {
-        const { rows } = await pool.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted
-              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
-        );
-        if (rows[0].n === 20) break;
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      await untilAdvisoryLocks(pool, (n) => n === 20);
       app.child.kill('SIGTERM');
 
       const statuses = await Promise.all(inFlight);

@@ -9,6 +9,7 @@ import {
   startChildApp,
 } from '../support/child-app.js';
 import { ledgerViolations } from '../support/invariants.js';
+import { slowCharges, untilAdvisoryLocks } from '../support/db-faults.js';
 import { testPool } from '../support/test-pool.js';
 import {
   balancesOf,
@@ -34,13 +35,7 @@ let sql: pg.Pool;
 beforeAll(async () => {
   db = await scratchDatabase('crash');
   sql = testPool(db.url, 2);
-  await sql.query(`
-    CREATE FUNCTION slow_charges() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-      IF NEW.amount = 4242 THEN PERFORM pg_sleep(3); END IF;
-      RETURN NEW;
-    END $$;
-    CREATE TRIGGER slow_charges BEFORE INSERT ON charges FOR EACH ROW EXECUTE FUNCTION slow_charges();`);
+  await slowCharges(sql, { 4242: 3 });
 });
 afterAll(async () => {
   killChildren();
@@ -78,14 +73,6 @@ async function fundedAccount(app: ChildApp, balance: number): Promise<string> {
   return account.body.id as string;
 }
 
-async function advisoryLocks(): Promise<number> {
-  const { rows } = await sql.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted
-        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
-  );
-  return rows[0].n;
-}
-
 describe('crash mid-transaction', () => {
   it('kill -9 while a charge is inside its transaction: nothing is applied, the key is free, and the retry debits once', async () => {
     let app = await startChildApp({ DATABASE_URL: db.url });
@@ -98,16 +85,13 @@ describe('crash mid-transaction', () => {
       { accountId: account, amount: 4242, currency: 'USD' },
       key,
     ).catch(() => 'connection lost');
-    for (let i = 0; i < 500 && (await advisoryLocks()) === 0; i++)
-      await new Promise((r) => setTimeout(r, 10));
-    expect(await advisoryLocks()).toBe(1); // the charge holds its key, mid-transaction
+    // the charge holds its key, mid-transaction
+    expect(await untilAdvisoryLocks(sql, (n) => n > 0)).toBe(1);
     app.child.kill('SIGKILL');
     expect(await lost).toBe('connection lost');
 
     // PostgreSQL notices the dead connection and rolls the transaction back.
-    for (let i = 0; i < 500 && (await advisoryLocks()) > 0; i++)
-      await new Promise((r) => setTimeout(r, 10));
-    expect(await advisoryLocks()).toBe(0);
+    expect(await untilAdvisoryLocks(sql, (n) => n === 0)).toBe(0);
     expect((await balancesOf(sql, [account]))[account]).toBe(10_000);
 
     app = await startChildApp({ DATABASE_URL: db.url });
