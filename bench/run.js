@@ -19,6 +19,7 @@ import { hashApiKey } from '../dist/merchants/api-key.js';
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '8,32,128').split(',').map(Number);
+const SCENARIOS = process.env.BENCH_SCENARIOS?.split(',');
 const ACCOUNTS = 1_000;
 const API_KEY = `sk_bench_${randomUUID().replaceAll('-', '')}`;
 const MERCHANT = 'mch_bench';
@@ -39,18 +40,23 @@ async function main() {
   const hot = accounts[0];
 
   const port = await freePort();
-  const api = await startApi(database.url, port, {
-    NODE_ENV: 'production',
-    DB_POOL_SIZE: process.env.DB_POOL_SIZE ?? '10',
-  });
+  const api = await startApi(
+    database.url,
+    port,
+    { NODE_ENV: 'production', DB_POOL_SIZE: process.env.DB_POOL_SIZE ?? '10' },
+    // e.g. BENCH_API_NODE_ARGS='--cpu-prof --cpu-prof-dir=bench/profiles' to profile the API
+    process.env.BENCH_API_NODE_ARGS?.split(' ').filter(Boolean) ?? [],
+  );
   const base = `http://127.0.0.1:${port}`;
   log(`API: pid ${api.pid} on ${base}, ${cpus().length} CPUs, ${DURATION} s per scenario`);
   try {
     for (const c of CONCURRENCY) {
       await run('charge-spread', c, api, () => chargeRequests(base, () => pick(accounts)));
       await run('charge-hot', c, api, () => chargeRequests(base, () => hot));
-      const keys = await completedKeys(base, accounts, 500);
-      await run('replay', c, api, () => replayRequests(base, keys));
+      if (selected('replay')) {
+        const keys = await completedKeys(base, accounts, 500);
+        await run('replay', c, api, () => replayRequests(base, keys));
+      }
       await run('duplicates', c, api, () => duplicateRequests(base, accounts));
       await run('get-account', c, api, () => ({
         url: base,
@@ -140,6 +146,7 @@ function duplicateRequests(base, accounts) {
 }
 
 async function run(name, connections, api, options) {
+  if (!selected(name)) return;
   progress(`${name} c=${connections}`);
   let peakRss = rssMb(api.pid);
   const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssMb(api.pid))), 250);
@@ -185,6 +192,7 @@ const CEILING_SQL = `
   SELECT $1, $6, $3, 'charge', -$4::bigint, d.balance, c.id FROM d, c`;
 
 async function ceiling(name, connections, db, account) {
+  if (!selected(name)) return;
   progress(`${name} c=${connections}`);
   const ticker = ticking(`${name} c=${connections}`);
   const latencies = [];
@@ -335,6 +343,11 @@ function rssMb(pid) {
   } catch {
     return 0;
   }
+}
+
+/** BENCH_SCENARIOS=charge-spread,ceiling-spread runs only those. */
+function selected(name) {
+  return !SCENARIOS || SCENARIOS.includes(name);
 }
 
 function pick(items) {

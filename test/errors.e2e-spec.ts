@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/glob
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import request from 'supertest';
+import { keyLockId } from '../src/idempotency/idempotency.service.js';
 import { ledgerViolations } from './support/invariants.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
@@ -173,8 +174,8 @@ describe('409 idempotency-key-in-use', () => {
     await holder.connect();
     try {
       await holder.query('BEGIN');
-      await holder.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [
-        `${api.merchantId}:${key}`,
+      await holder.query('SELECT pg_advisory_xact_lock($1)', [
+        keyLockId(api.merchantId, key).toString(),
       ]);
 
       const res = await api.charge(account, 100, key);

@@ -15,10 +15,13 @@ export class AccountsService {
 
   /** Opens an account with a zero balance. */
   async create(merchantId: string, dto: CreateAccountDto): Promise<AccountView> {
-    const repository = this.tx.repository(Account);
-    const account = repository.create({ merchantId, id: newId('account'), ...dto, balance: 0 });
-    await repository.insert(account); // fills in createdAt and updatedAt from RETURNING
-    return toAccountView(account);
+    const id = newId('account');
+    const [row] = await this.tx.query<Pick<Account, 'createdAt' | 'updatedAt'>>(
+      `INSERT INTO accounts (merchant_id, id, name, currency, balance) VALUES ($1, $2, $3, $4, 0)
+       RETURNING created_at AS "createdAt", updated_at AS "updatedAt"`,
+      [merchantId, id, dto.name, dto.currency],
+    );
+    return toAccountView({ merchantId, id, ...dto, balance: 0, ...row });
   }
 
   /** The merchant's account, or a 404 domain error (also for another merchant's id). */
@@ -39,28 +42,6 @@ export class AccountsService {
       .createQueryBuilder('account')
       .where('account.merchant_id = :merchantId', { merchantId });
     return page(qb, query, toAccountView);
-  }
-
-  /**
-   * Takes `amount` out of the balance if it is there, in one conditional UPDATE:
-   * the row lock it takes serialises concurrent debits, and the WHERE clause
-   * re-checks the balance after the lock, so two charges can never both spend the
-   * same money. Returns the new balance, or null when there is no such account in
-   * `currency` or its funds are insufficient.
-   */
-  async debit(
-    merchantId: string,
-    id: string,
-    amount: number,
-    currency: string,
-  ): Promise<number | null> {
-    const [row] = await this.tx.query<{ balance: string }>(
-      `UPDATE accounts SET balance = balance - $3::bigint, updated_at = now()
-        WHERE merchant_id = $1 AND id = $2 AND currency = $4 AND balance >= $3::bigint
-       RETURNING balance`,
-      [merchantId, id, amount, currency],
-    );
-    return row ? Number(row.balance) : null;
   }
 
   /** Adds `amount` unless the balance would pass MAX_BALANCE. Returns the new balance, or null. */

@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { createHash } from 'node:crypto';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.js';
 import { TransactionHost } from '../database/transaction-host.js';
@@ -11,6 +12,15 @@ export interface KeyClaim {
   method: string;
   path: string;
   fingerprint: string;
+}
+
+/**
+ * The advisory lock id of a merchant's key: the first 64 bits of the SHA-256 of
+ * `merchant:key`, as PostgreSQL's signed bigint. Distinct keys sharing an id
+ * would only make one of them wait (409) for the other: 2^-64 per pair.
+ */
+export function keyLockId(merchantId: string, key: string): bigint {
+  return createHash('sha256').update(`${merchantId}:${key}`).digest().readBigInt64BE(0);
 }
 
 /** Storage of completed idempotent requests. */
@@ -40,11 +50,13 @@ export class IdempotencyService {
    * transaction holds it. A transaction-scoped advisory lock: it never waits, it
    * is released by COMMIT or ROLLBACK (so a crash cannot leave a key stuck "in
    * progress"), and it works through PgBouncer in transaction mode.
+   *
+   * The statement has no parameters (the lock id is a number computed here, never
+   * client text), so it travels to PostgreSQL in one message with BEGIN.
    */
   async tryLock(merchantId: string, key: string): Promise<boolean> {
     const [row] = await this.tx.query<{ locked: boolean }>(
-      `SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS locked`,
-      [`${merchantId}:${key}`],
+      `SELECT pg_try_advisory_xact_lock(${keyLockId(merchantId, key)}) AS locked`,
     );
     return row.locked;
   }
@@ -57,8 +69,7 @@ export class IdempotencyService {
    */
   async isFree(merchantId: string, key: string): Promise<boolean> {
     const [row] = await this.tx.query<{ free: boolean }>(
-      `SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS free`,
-      [`${merchantId}:${key}`],
+      `SELECT pg_try_advisory_xact_lock(${keyLockId(merchantId, key)}) AS free`,
     );
     return row.free;
   }

@@ -15,14 +15,16 @@ export function freePort(): Promise<number> {
 /**
  * The compiled API (dist/main.js) as a child process on `databaseUrl`, its logs
  * discarded, resolved once it answers /health. Used by the retry lab and the bench.
+ * `nodeArgs` go to node itself (the bench passes --cpu-prof this way).
  */
 export async function startApi(
   databaseUrl: string,
   port: number,
   env: Record<string, string> = {},
+  nodeArgs: string[] = [],
 ): Promise<ChildProcess> {
   const main = fileURLToPath(new URL('../main.js', import.meta.url));
-  const child = spawn(process.execPath, [main], {
+  const child = spawn(process.execPath, [...nodeArgs, main], {
     env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });

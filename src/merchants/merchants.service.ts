@@ -20,13 +20,13 @@ export class MerchantsService {
     name: string,
     apiKey = generateApiKey(),
   ): Promise<{ merchant: Merchant; apiKey: string }> {
-    const merchant = this.tx.repository(Merchant).create({
-      id: newId('merchant'),
-      name,
-      apiKeyHash: hashApiKey(apiKey),
-    });
-    await this.tx.repository(Merchant).insert(merchant);
-    return { merchant, apiKey };
+    const merchant = { id: newId('merchant'), name, apiKeyHash: hashApiKey(apiKey) };
+    const [row] = await this.tx.query<Pick<Merchant, 'createdAt'>>(
+      `INSERT INTO merchants (id, name, api_key_hash) VALUES ($1, $2, $3)
+       RETURNING created_at AS "createdAt"`,
+      [merchant.id, merchant.name, merchant.apiKeyHash],
+    );
+    return { merchant: { ...merchant, ...row }, apiKey };
   }
 
   /**
