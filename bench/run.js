@@ -206,14 +206,12 @@ async function ceiling(name, connections, db, account) {
           const started = process.hrtime.bigint();
           try {
             const id = randomUUID().replaceAll('-', '');
-            await client.query(CEILING_SQL, [
-              MERCHANT,
-              `ceiling-${id}`,
-              account(),
-              1,
-              `ch_c${id}`,
-              `le_c${id}`,
-            ]);
+            // A named prepared statement, as the API's statements are: parsed once per connection.
+            await client.query({
+              name: 'ceiling',
+              text: CEILING_SQL,
+              values: [MERCHANT, `ceiling-${id}`, account(), 1, `ch_c${id}`, `le_c${id}`],
+            });
           } catch {
             errors++;
           }

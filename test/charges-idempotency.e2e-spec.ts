@@ -1,5 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { requestFingerprint } from '../src/idempotency/fingerprint.js';
 import { ledgerViolations } from './support/invariants.js';
 import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
 
@@ -49,6 +51,30 @@ describe('first call', () => {
 });
 
 describe('replay', () => {
+  it('stores and replays keys and bodies full of quotes, backslashes and SQL byte for byte', async () => {
+    // The stored response travels with COMMIT as quoted literals (TransactionHost.atCommit):
+    // this is the input that would break a careless quoting.
+    const account = await api.fundedAccount(10_000);
+    const key = `k'\\'';--"$1${randomUUID()}\\`;
+    const description = "O'Brien \\ 'quoted' \\' ); DROP TABLE charges; -- €ü😀";
+    const metadata = { "it's": 'a\\b', q: "'';", e: "E'\\x41'" };
+
+    const first = await api.charge(account, 100, key, { description, metadata });
+    const retry = await api.charge(account, 100, key, { description, metadata });
+
+    expect(first.status).toBe(201);
+    expect(first.body).toMatchObject({ description, metadata });
+    expect(retry.status).toBe(201);
+    expect(retry.headers['idempotent-replayed']).toBe('true');
+    expect(retry.text).toBe(first.text);
+    expect(await api.balance(account)).toBe(9_900);
+    const stored = await t.db.query<{ key: string; response_body: string }>(
+      'SELECT key, response_body FROM idempotency_keys WHERE key = $1',
+      [key],
+    );
+    expect(stored.rows).toEqual([{ key, response_body: first.text }]);
+  });
+
   it('answers a retry with the stored response: same status, byte-identical body, same Location, Idempotent-Replayed: true', async () => {
     const account = await api.fundedAccount(10_000);
     const key = randomUUID();
@@ -257,3 +283,73 @@ describe('business outcomes are stored with the key', () => {
     expect(await api.balance(account)).toBe(1_000);
   });
 });
+
+describe('a key stored by someone else while this request runs', () => {
+  it('rolls this request back and replays the stored response (the primary key is the final guard)', async () => {
+    // The window: another request with the key commits between our lookup and our
+    // lock. Forced here without test code in the app: a trigger makes our charge
+    // wait on a lock the test holds; meanwhile the test commits the "winner's" row.
+    const account = await api.fundedAccount(10_000);
+    const key = randomUUID();
+    const body = { accountId: account, amount: 667, currency: 'USD' };
+    await t.db.query(`
+      CREATE FUNCTION hold_charge() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.amount = 667 THEN PERFORM pg_advisory_xact_lock(667); END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER hold_charge BEFORE INSERT ON charges
+        FOR EACH ROW EXECUTE FUNCTION hold_charge();`);
+    // The winner's response: a real charge, made before the gate closes.
+    const winner = await api.charge(account, 667, randomUUID());
+    expect(winner.status).toBe(201);
+    const gate = new pg.Client({ connectionString: t.databaseUrl });
+    await gate.connect();
+    try {
+      await gate.query('BEGIN');
+      await gate.query('SELECT pg_advisory_xact_lock(667)');
+
+      const pending = api.charge(account, 667, key).then((res) => res);
+      await untilWaitingOnLock(667);
+      await t.db.query(
+        `INSERT INTO idempotency_keys (merchant_id, key, request_method, request_path, fingerprint,
+           response_status, response_content_type, response_body, response_location, expires_at)
+         VALUES ($1, $2, 'POST', '/charges', $3, 201, 'application/json', $4, $5,
+                 now() + interval '1 hour')`,
+        [
+          api.merchantId,
+          key,
+          requestFingerprint('POST', '/charges', body),
+          winner.text,
+          winner.headers.location,
+        ],
+      );
+      await gate.query('COMMIT');
+      const res = await pending;
+
+      expect(res.status).toBe(201);
+      expect(res.headers['idempotent-replayed']).toBe('true');
+      expect(res.text).toBe(winner.text);
+      expect(await api.balance(account)).toBe(10_000 - 667);
+      expect(
+        await count('SELECT count(*) AS n FROM charges WHERE account_id = $1', [account]),
+      ).toBe(1);
+    } finally {
+      await gate.end();
+      await t.db.query('DROP TRIGGER hold_charge ON charges; DROP FUNCTION hold_charge()');
+    }
+  });
+});
+
+/** Polls pg_locks until a session waits for advisory lock `id` (granted = false). */
+async function untilWaitingOnLock(id: number): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const { rows } = await t.db.query(
+      `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = $1`,
+      [id],
+    );
+    if (rows.length > 0) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`nobody waited for advisory lock ${id}`);
+}

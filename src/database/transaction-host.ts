@@ -1,12 +1,21 @@
 import { Injectable } from '@nestjs/common';
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
+import { createHash } from 'node:crypto';
+import pg, {
+  type Pool,
+  type PoolClient,
+  type QueryConfig,
+  type QueryResult,
+  type QueryResultRow,
+} from 'pg';
 import { DataSource, type EntityTarget, type ObjectLiteral, type Repository } from 'typeorm';
 
 interface OpenTransaction {
   client: PoolClient;
   /** Whether BEGIN has been sent: it goes out with the first statement. */
   begun: boolean;
+  /** Statements to send with COMMIT, in the same message (see atCommit). */
+  atCommit: string[];
 }
 
 /**
@@ -15,10 +24,12 @@ interface OpenTransaction {
  * query made through this host inside run() uses run()'s connection.
  *
  * It talks to node-postgres directly (TypeORM's pool, not its query runner)
- * because on the money paths every round trip counts: BEGIN is not sent on its
- * own but with the transaction's first statement when that statement has no
- * parameters (the simple query protocol takes several statements in one message,
- * but no parameters), and a transaction that ran no statement sends nothing.
+ * because on the money paths every round trip counts. node-postgres waits for a
+ * statement's answer before it sends the next, but PostgreSQL's simple query
+ * protocol takes several statements in one message (without parameters), so:
+ * BEGIN is sent with the transaction's first statement when that statement has
+ * no parameters, statements queued with atCommit() are sent with COMMIT, and a
+ * transaction that ran no statement sends nothing.
  *
  * (@nestjs-cls/transactional does the same job; its nestjs-cls dependency is
  * CommonJS that require()s NestJS 12's ES modules, which Jest cannot load on
@@ -37,16 +48,29 @@ export class TransactionHost {
     // A connection that breaks while checked out emits 'error'; the failed query
     // reports it, so the event itself needs a listener only so it cannot crash us.
     client.on('error', ignore);
-    const transaction: OpenTransaction = { client, begun: false };
-    let result: T;
+    const transaction: OpenTransaction = { client, begun: false, atCommit: [] };
     try {
-      result = await this.storage.run(transaction, work);
+      const result = await this.storage.run(transaction, work);
+      await this.commit(transaction);
+      client.removeListener('error', ignore);
+      client.release();
+      return result;
     } catch (error) {
-      await this.end(transaction, 'ROLLBACK').catch(ignore); // the work's error is the one to report
+      await this.rollback(transaction);
       throw error;
     }
-    await this.end(transaction, 'COMMIT');
-    return result;
+  }
+
+  /**
+   * Queues a statement without parameters to be sent in one message with COMMIT,
+   * saving a round trip. When it fails, COMMIT does not run: the transaction rolls
+   * back and run() throws the statement's error. Values in it must be numbers
+   * computed by us or strings quoted with literal().
+   */
+  atCommit(sql: string): void {
+    const transaction = this.storage.getStore();
+    if (!transaction) throw new Error('atCommit() needs a transaction');
+    transaction.atCommit.push(sql);
   }
 
   get inTransaction(): boolean {
@@ -68,7 +92,7 @@ export class TransactionHost {
     params: unknown[] = [],
   ): Promise<T[]> {
     const transaction = this.storage.getStore();
-    if (!transaction) return (await this.pool.query<T>(sql, params)).rows;
+    if (!transaction) return (await this.pool.query<T>(prepared(sql, params))).rows;
     const { client } = transaction;
     if (!transaction.begun) {
       transaction.begun = true;
@@ -79,25 +103,61 @@ export class TransactionHost {
       }
       await client.query('BEGIN');
     }
-    return (await client.query<T>(sql, params)).rows;
+    return (await client.query<T>(prepared(sql, params))).rows;
   }
 
-  /** Ends the transaction and returns the connection; a connection that failed to end is closed. */
-  private async end({ client, begun }: OpenTransaction, command: 'COMMIT' | 'ROLLBACK') {
-    try {
-      if (begun) await client.query(command);
-    } catch (error) {
-      client.removeListener('error', ignore);
-      client.release(error as Error);
-      throw error;
+  private async commit(transaction: OpenTransaction): Promise<void> {
+    const statements = [...transaction.atCommit, 'COMMIT'];
+    if (!transaction.begun) {
+      if (statements.length === 1) return; // nothing was sent: nothing to end
+      statements.unshift('BEGIN');
+      transaction.begun = true;
     }
+    await transaction.client.query(statements.join('; '));
+  }
+
+  /** Rolls back and returns the connection; one that cannot even roll back is closed. */
+  private async rollback({ client, begun }: OpenTransaction): Promise<void> {
     client.removeListener('error', ignore);
-    client.release();
+    if (!begun) return client.release();
+    try {
+      await client.query('ROLLBACK');
+      client.release();
+    } catch (error) {
+      client.release(error as Error);
+    }
   }
 
   private get pool(): Pool {
     return (this.dataSource.driver as unknown as { master: Pool }).master;
   }
+}
+
+const statementNames = new Map<string, string>();
+
+/**
+ * A statement with parameters as a named prepared statement: node-postgres
+ * prepares it once per connection, and PostgreSQL then skips parsing and
+ * (after a few runs, with a generic plan) planning. The name is derived from the
+ * text, so the same SQL always has the same name.
+ */
+function prepared(text: string, values: unknown[]): QueryConfig {
+  if (values.length === 0) return { text };
+  let name = statementNames.get(text);
+  if (!name) {
+    name = `s${createHash('sha1').update(text).digest('hex').slice(0, 16)}`;
+    statementNames.set(text, name);
+  }
+  return { name, text, values };
+}
+
+/**
+ * A string as an SQL literal, for statements sent without parameters (atCommit):
+ * quotes doubled, and backslashes doubled in an E'' string, as libpq's
+ * PQescapeLiteral does. null becomes NULL.
+ */
+export function literal(value: string | null): string {
+  return value === null ? 'NULL' : pg.escapeLiteral(value);
 }
 
 function ignore(): void {}

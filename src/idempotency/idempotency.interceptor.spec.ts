@@ -36,6 +36,8 @@ class InMemoryKeys {
   /** Simulates another request committing the key between our lookup and our save. */
   stolenBeforeSave?: IdempotencyKey;
 
+  constructor(private readonly tx: RecordingTransactions) {}
+
   async find(merchantId: string, key: string) {
     return this.rows.get(`${merchantId}:${key}`) ?? null;
   }
@@ -50,12 +52,19 @@ class InMemoryKeys {
     this.onProbe?.(this.probes);
     return !this.locked.has(`${merchantId}:${key}`);
   }
-  async save(claim: KeyClaim, response: RecordedResponse) {
-    const id = `${claim.merchantId}:${claim.key}`;
-    if (this.stolenBeforeSave) this.rows.set(id, this.stolenBeforeSave);
-    if (this.rows.has(id)) return false;
-    this.rows.set(id, row(claim, response));
-    return true;
+  /** Like the real one: the row is written at COMMIT, and a live row makes COMMIT fail. */
+  saveAtCommit(claim: KeyClaim, response: RecordedResponse) {
+    this.tx.atCommit(() => {
+      const id = `${claim.merchantId}:${claim.key}`;
+      if (this.stolenBeforeSave) this.rows.set(id, this.stolenBeforeSave);
+      if (this.rows.has(id)) {
+        throw Object.assign(new Error('duplicate key'), {
+          code: '23505',
+          constraint: 'idempotency_keys_pkey',
+        });
+      }
+      this.rows.set(id, row(claim, response));
+    });
   }
 }
 
@@ -75,12 +84,18 @@ function row(claim: KeyClaim, response: RecordedResponse): IdempotencyKey {
   };
 }
 
-/** A transaction that records how it ended. */
+/** A transaction that records how it ended, and runs atCommit() actions at COMMIT. */
 class RecordingTransactions {
   outcomes: Array<'commit' | 'rollback'> = [];
+  private pending: Array<() => void> = [];
+  atCommit(action: () => void) {
+    this.pending.push(action);
+  }
   async run<T>(work: () => Promise<T>): Promise<T> {
+    this.pending = [];
     try {
       const result = await work();
+      for (const action of this.pending) action();
       this.outcomes.push('commit');
       return result;
     } catch (error) {
@@ -103,8 +118,8 @@ async function outcomes(): Promise<Record<string, number>> {
 
 beforeEach(() => {
   metrics = new MetricsService({ METRICS_ENABLED: true } as AppConfig);
-  keys = new InMemoryKeys();
   tx = new RecordingTransactions();
+  keys = new InMemoryKeys(tx);
   interceptor = new IdempotencyInterceptor(
     new Reflector(),
     tx as unknown as TransactionHost,

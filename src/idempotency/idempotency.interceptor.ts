@@ -16,7 +16,7 @@ import { MetricsService } from '../metrics/metrics.service.js';
 import { requestFingerprint } from './fingerprint.js';
 import type { IdempotencyKey } from './idempotency-key.entity.js';
 import { parseIdempotencyKey } from './idempotency-key.js';
-import { type KeyClaim, IdempotencyService } from './idempotency.service.js';
+import { isKeyAlreadyStored, type KeyClaim, IdempotencyService } from './idempotency.service.js';
 import { IDEMPOTENT, type IdempotentOptions } from './idempotent.decorator.js';
 import { preferredWaitSeconds } from './prefer-wait.js';
 import { type RecordedResponse, RecordedResponseException } from './recorded-response.js';
@@ -28,8 +28,6 @@ interface Outcome {
   waited: number;
 }
 
-/** Thrown inside the transaction to roll it back when another request stored the key first. */
-class KeyAlreadyStored extends Error {}
 /** Thrown inside the transaction to roll it back when another request holds the key. */
 class KeyInUse extends Error {}
 
@@ -142,13 +140,13 @@ export class IdempotencyInterceptor implements NestInterceptor {
       const response = await this.tx.run(async () => {
         if (!(await this.keys.tryLock(claim.merchantId, claim.key))) throw new KeyInUse();
         const response = await this.execute(next, options, routeStatus);
-        if (!(await this.keys.save(claim, response))) throw new KeyAlreadyStored();
+        this.keys.saveAtCommit(claim, response);
         return response;
       });
       return { response, replayed: false };
     } catch (error) {
       if (error instanceof KeyInUse) return undefined;
-      if (!(error instanceof KeyAlreadyStored)) throw error;
+      if (!isKeyAlreadyStored(error)) throw error;
       const winner = await this.keys.find(claim.merchantId, claim.key);
       return winner ? this.replay(winner, claim) : undefined;
     }

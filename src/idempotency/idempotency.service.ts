@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { createHash } from 'node:crypto';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.js';
-import { TransactionHost } from '../database/transaction-host.js';
+import { literal, TransactionHost } from '../database/transaction-host.js';
 import { IdempotencyKey } from './idempotency-key.entity.js';
 import type { RecordedResponse } from './recorded-response.js';
 
@@ -75,38 +75,35 @@ export class IdempotencyService {
   }
 
   /**
-   * Stores the response in the current transaction, replacing an expired row.
-   * Returns false when a live row already exists: another request with this key
-   * committed between our lookup and our lock. The caller must then roll back and
-   * replay that row.
+   * Stores the response under the key when the current transaction commits, in
+   * the same message as COMMIT (one round trip for both). An expired row for the
+   * key counts as unused (§4.9) and is replaced. A live row means another request
+   * with this key committed between our lookup and our lock: the INSERT then fails
+   * with a unique violation (see isKeyAlreadyStored), nothing commits, and the
+   * caller replays that row.
    */
-  async save(claim: KeyClaim, response: RecordedResponse): Promise<boolean> {
-    const rows = await this.tx.query(
+  saveAtCommit(claim: KeyClaim, response: RecordedResponse): void {
+    const merchantId = literal(claim.merchantId);
+    const key = literal(claim.key);
+    const ttlSeconds = Math.trunc(this.config.IDEMPOTENCY_TTL_SECONDS);
+    this.tx.atCommit(
+      `DELETE FROM idempotency_keys
+        WHERE merchant_id = ${merchantId} AND key = ${key} AND expires_at <= now()`,
+    );
+    this.tx.atCommit(
       `INSERT INTO idempotency_keys
          (merchant_id, key, request_method, request_path, fingerprint, response_status,
           response_content_type, response_body, response_location, expires_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(secs => $10))
-       ON CONFLICT (merchant_id, key) DO UPDATE
-          SET request_method = EXCLUDED.request_method, request_path = EXCLUDED.request_path,
-              fingerprint = EXCLUDED.fingerprint, response_status = EXCLUDED.response_status,
-              response_content_type = EXCLUDED.response_content_type,
-              response_body = EXCLUDED.response_body, response_location = EXCLUDED.response_location,
-              created_at = now(), expires_at = EXCLUDED.expires_at
-        WHERE idempotency_keys.expires_at <= now() -- an expired key counts as unused (§4.9)
-       RETURNING key`,
-      [
-        claim.merchantId,
-        claim.key,
-        claim.method,
-        claim.path,
-        claim.fingerprint,
-        response.status,
-        response.contentType,
-        response.body,
-        response.location,
-        this.config.IDEMPOTENCY_TTL_SECONDS,
-      ],
+       VALUES (${merchantId}, ${key}, ${literal(claim.method)}, ${literal(claim.path)},
+               ${literal(claim.fingerprint)}, ${Math.trunc(response.status)},
+               ${literal(response.contentType)}, ${literal(response.body)},
+               ${literal(response.location)}, now() + make_interval(secs => ${ttlSeconds}))`,
     );
-    return rows.length === 1;
   }
+}
+
+/** The error saveAtCommit's INSERT raises when a live row for the key exists. */
+export function isKeyAlreadyStored(error: unknown): boolean {
+  const { code, constraint } = (error ?? {}) as { code?: unknown; constraint?: unknown };
+  return code === '23505' && constraint === 'idempotency_keys_pkey';
 }
