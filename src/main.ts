@@ -4,6 +4,7 @@ import { NestFactory } from '@nestjs/core';
 import type { Server } from 'node:http';
 import { AppModule } from './app.module.js';
 import { configureApp } from './app.setup.js';
+import { InFlightRequests } from './common/in-flight.js';
 import { createLogger } from './common/logger.js';
 import { ConfigError, loadConfig } from './config/config.js';
 import { migrate } from './database/data-source.js';
@@ -32,7 +33,8 @@ async function bootstrap(): Promise<void> {
     bodyParser: false,
     logger,
   });
-  configureApp(app);
+  const inFlight = new InFlightRequests();
+  configureApp(app, inFlight);
   if (config.NODE_ENV !== 'production') {
     await app.get(MerchantsService).ensureWithApiKey('Demo merchant', config.DEMO_API_KEY);
   }
@@ -58,8 +60,13 @@ async function bootstrap(): Promise<void> {
     //    Keep-alive connections waiting for their next request are closed as they
     //    go idle, so the drain does not wait for clients to hang up.
     const server = app.getHttpServer() as Server;
+    //    A request whose client hung up has no connection left but may still be
+    //    running: wait for the handlers too, not only for the connections.
     const reaper = setInterval(() => server.closeIdleConnections(), 100);
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await Promise.all([
+      new Promise<void>((resolve) => server.close(() => resolve())),
+      inFlight.idle(),
+    ]);
     clearInterval(reaper);
     // 2. Then stop background work and close the pool, 3. then the embedded database.
     await app.close();

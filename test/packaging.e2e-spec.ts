@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { CONFIG_KEYS, loadConfig } from '../src/config/config.js';
+import { NODE_FLAGS } from '../src/lab/api-process.js';
 
 /**
  * There is no Docker engine where the tests run, so the files are checked
@@ -61,6 +62,13 @@ describe('docker-compose.yml', () => {
   });
 });
 
+describe('npm start', () => {
+  it('starts node with the same flags as the Dockerfile and the bench', () => {
+    const { scripts } = JSON.parse(read('package.json')) as { scripts: { start: string } };
+    expect(scripts.start).toContain(`node ${NODE_FLAGS.join(' ')} dist/main.js`);
+  });
+});
+
 describe('Dockerfile', () => {
   const dockerfile = read('Dockerfile');
   const instructions = dockerfile
@@ -82,6 +90,7 @@ describe('Dockerfile', () => {
     expect(last('USER')).toMatch(/^USER (?!root)\w+/);
     expect(last('HEALTHCHECK')).toContain('/health');
     expect(last('CMD')).toContain('dist/main.js');
+    for (const flag of NODE_FLAGS) expect(last('CMD')).toContain(`"${flag}"`);
     expect(last('EXPOSE')).toBe(`EXPOSE ${loadConfig({}).PORT}`);
     expect(dockerfile).toMatch(/npm prune --omit=dev|npm ci --omit=dev/);
   });

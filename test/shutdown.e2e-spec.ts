@@ -72,4 +72,70 @@ describe('graceful shutdown', () => {
       await db.drop();
     }
   }, 60_000);
+
+  it('on SIGTERM, also finishes requests whose clients hung up, before it closes the pool', async () => {
+    // server.close() waits for connections, not handlers. Here both clients hang up:
+    // the first charge is inside its transaction on the only pooled connection, the
+    // second waits for that connection. Both were received, so both must complete.
+    const db = await scratchDatabase('shutdown_abandoned');
+    const pool = testPool(db.url, 2);
+    try {
+      await slowCharges(pool, { 556: 1 });
+      const app = await startChildApp({ DATABASE_URL: db.url, DB_POOL_SIZE: '1' });
+      const base = `http://127.0.0.1:${app.port}`;
+      const headers = { Authorization: 'Bearer sk_test_demo', 'Content-Type': 'application/json' };
+      const account = (await (
+        await fetch(`${base}/accounts`, {
+          method: 'POST',
+          headers,
+          body: JSON.stringify({ name: 'abandoned', currency: 'USD' }),
+        })
+      ).json()) as { id: string };
+      await fetch(`${base}/accounts/${account.id}/deposits`, {
+        method: 'POST',
+        headers: { ...headers, 'Idempotency-Key': randomUUID() },
+        body: JSON.stringify({ amount: 1_000, currency: 'USD' }),
+      });
+
+      const abort = new AbortController();
+      const charge = () =>
+        fetch(`${base}/charges`, {
+          method: 'POST',
+          headers: { ...headers, 'Idempotency-Key': randomUUID() },
+          body: JSON.stringify({ accountId: account.id, amount: 556, currency: 'USD' }),
+          signal: abort.signal,
+        }).catch(() => 'aborted');
+      const first = charge();
+      await untilAdvisoryLocks(pool, (n) => n === 1);
+      const second = charge();
+      await untilInFlight(base, 2);
+      abort.abort();
+      expect(await Promise.all([first, second])).toEqual(['aborted', 'aborted']);
+      app.child.kill('SIGTERM');
+      const code = await app.exited();
+
+      expect(code).toBe(0);
+      expect(app.output()).not.toMatch(/"level":"error"/);
+      const { rows } = await pool.query<{ charges: number; keys: number }>(
+        `SELECT (SELECT count(*)::int FROM charges WHERE amount = 556) AS charges,
+                (SELECT count(*)::int FROM idempotency_keys WHERE request_path = '/charges') AS keys`,
+      );
+      expect(rows[0]).toEqual({ charges: 2, keys: 2 });
+      expect(await ledgerViolations(pool)).toEqual([]);
+    } finally {
+      await pool.end();
+      await db.drop();
+    }
+  }, 60_000);
 });
+
+/** Polls the app's /metrics until `n` requests besides the scrape itself are in flight. */
+async function untilInFlight(base: string, n: number): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    const value = Number(/^http_requests_in_flight (\d+)/m.exec(text)?.[1] ?? 0);
+    if (value - 1 >= n) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`${n} requests never were in flight`);
+}

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { AppConfig } from '../config/config.js';
 import { APP_CONFIG } from '../config/config.module.js';
 
@@ -38,7 +38,15 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  private inFlight: () => number = () => 0;
+
   constructor(@Inject(APP_CONFIG) config: AppConfig) {
+    const inFlight: Gauge = new Gauge({
+      name: 'http_requests_in_flight',
+      help: 'Requests being handled, including those whose client has hung up (shutdown waits for them).',
+      registers: [this.registry],
+      collect: () => inFlight.set(this.inFlight()),
+    });
     this.enabled = config.METRICS_ENABLED;
     if (this.enabled) collectDefaultMetrics({ register: this.registry });
   }
@@ -49,6 +57,11 @@ export class MetricsService {
     const labels = { method, route, status: String(status) };
     this.requests.inc(labels);
     this.duration.observe(labels, seconds);
+  }
+
+  /** Where http_requests_in_flight reads its value (configureApp wires it to InFlightRequests). */
+  countInFlightWith(count: () => number): void {
+    this.inFlight = count;
   }
 
   countIdempotency(outcome: IdempotencyOutcome): void {
