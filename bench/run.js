@@ -2,7 +2,7 @@
 // PostgreSQL running the same durable idempotent charge as ONE statement, with no
 // HTTP and no framework, at the same concurrency. Not part of npm test.
 //
-//   BENCH_DURATION=10 BENCH_CONCURRENCY=8,32,128 BENCH_WARMUP=5 npm run bench
+//   BENCH_DURATION=10 BENCH_CONCURRENCY=8,32,128 BENCH_WARMUP=15 npm run bench
 //
 // Starts the compiled API (production mode) on a fresh `payments_bench` database of
 // the embedded PostgreSQL, or on DATABASE_URL; seeds a merchant and 1,000 funded
@@ -18,7 +18,7 @@ import { freePort, startApi } from '../dist/lab/api-process.js';
 import { hashApiKey } from '../dist/merchants/api-key.js';
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
-const WARMUP = Number(process.env.BENCH_WARMUP ?? 5);
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 15);
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '8,32,128').split(',').map(Number);
 const SCENARIOS = process.env.BENCH_SCENARIOS?.split(',');
 const ACCOUNTS = 1_000;
@@ -85,9 +85,9 @@ async function main() {
 
 /**
  * Unmeasured traffic first, on both sides: a fresh Node process spends its first
- * seconds compiling hot code and growing its heap (measured here: the first 6 s of
- * charges cost 2.4 ms of API CPU each, later ones 1.4 ms), which would be charged
- * to whichever scenario happened to run first.
+ * seconds compiling hot code and growing its heap (measured here, API CPU per
+ * charge over consecutive 6 s windows: 2.4, 1.7, 1.45 ms, then steady), which would
+ * be charged to whichever scenario happened to run first.
  */
 async function warmUp(base, db, accounts) {
   if (WARMUP <= 0) return;
