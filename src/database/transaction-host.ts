@@ -52,12 +52,13 @@ export class TransactionHost {
     try {
       const result = await this.storage.run(transaction, work);
       await this.commit(transaction);
-      client.removeListener('error', ignore);
       client.release();
       return result;
     } catch (error) {
       await this.rollback(transaction);
       throw error;
+    } finally {
+      client.removeListener('error', ignore);
     }
   }
 
@@ -118,7 +119,6 @@ export class TransactionHost {
 
   /** Rolls back and returns the connection; one that cannot even roll back is closed. */
   private async rollback({ client, begun }: OpenTransaction): Promise<void> {
-    client.removeListener('error', ignore);
     if (!begun) return client.release();
     try {
       await client.query('ROLLBACK');
