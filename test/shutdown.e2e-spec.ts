@@ -16,32 +16,11 @@ describe('graceful shutdown', () => {
       await slowCharges(pool, { 555: 1 });
       const app = await startChildApp({ DATABASE_URL: db.url, DB_POOL_SIZE: '25' });
       const base = `http://127.0.0.1:${app.port}`;
-      const call = (path: string, body: object, key?: string) =>
-        // Node's fetch keeps connections alive: the drain must not wait for them.
-        fetch(`${base}${path}`, {
-          method: 'POST',
-          headers: {
-            Authorization: 'Bearer sk_test_demo',
-            'Content-Type': 'application/json',
-            ...(key ? { 'Idempotency-Key': key } : {}),
-          },
-          body: JSON.stringify(body),
-        });
       const accounts: string[] = [];
-      for (let i = 0; i < 20; i++) {
-        const account = (await (
-          await call('/accounts', { name: `a${i}`, currency: 'USD' })
-        ).json()) as { id: string };
-        await call(
-          `/accounts/${account.id}/deposits`,
-          { amount: 1_000, currency: 'USD' },
-          randomUUID(),
-        );
-        accounts.push(account.id);
-      }
+      for (let i = 0; i < 20; i++) accounts.push(await fundedAccount(base, `a${i}`));
 
       const inFlight = accounts.map((id) =>
-        call('/charges', { accountId: id, amount: 555, currency: 'USD' }, randomUUID()).then(
+        post(base, '/charges', { accountId: id, amount: 555, currency: 'USD' }, randomUUID()).then(
           (r) => r.status,
         ),
       );
@@ -83,28 +62,17 @@ describe('graceful shutdown', () => {
       await slowCharges(pool, { 556: 1 });
       const app = await startChildApp({ DATABASE_URL: db.url, DB_POOL_SIZE: '1' });
       const base = `http://127.0.0.1:${app.port}`;
-      const headers = { Authorization: 'Bearer sk_test_demo', 'Content-Type': 'application/json' };
-      const account = (await (
-        await fetch(`${base}/accounts`, {
-          method: 'POST',
-          headers,
-          body: JSON.stringify({ name: 'abandoned', currency: 'USD' }),
-        })
-      ).json()) as { id: string };
-      await fetch(`${base}/accounts/${account.id}/deposits`, {
-        method: 'POST',
-        headers: { ...headers, 'Idempotency-Key': randomUUID() },
-        body: JSON.stringify({ amount: 1_000, currency: 'USD' }),
-      });
+      const account = await fundedAccount(base, 'abandoned');
 
       const abort = new AbortController();
       const charge = () =>
-        fetch(`${base}/charges`, {
-          method: 'POST',
-          headers: { ...headers, 'Idempotency-Key': randomUUID() },
-          body: JSON.stringify({ accountId: account.id, amount: 556, currency: 'USD' }),
-          signal: abort.signal,
-        }).catch(() => 'aborted');
+        post(
+          base,
+          '/charges',
+          { accountId: account, amount: 556, currency: 'USD' },
+          randomUUID(),
+          abort.signal,
+        ).catch(() => 'aborted');
       const first = charge();
       await untilAdvisoryLocks(pool, (n) => n === 1);
       const second = charge();
@@ -138,4 +106,32 @@ async function untilInFlight(base: string, n: number): Promise<void> {
     await new Promise((r) => setTimeout(r, 10));
   }
   throw new Error(`${n} requests never were in flight`);
+}
+
+/** A POST as the demo merchant. Node's fetch keeps connections alive: the drain must not wait for them. */
+function post(base: string, path: string, body: object, key?: string, signal?: AbortSignal) {
+  return fetch(`${base}${path}`, {
+    method: 'POST',
+    headers: {
+      Authorization: 'Bearer sk_test_demo',
+      'Content-Type': 'application/json',
+      ...(key ? { 'Idempotency-Key': key } : {}),
+    },
+    body: JSON.stringify(body),
+    signal,
+  });
+}
+
+/** A new account of the demo merchant holding 1,000. */
+async function fundedAccount(base: string, name: string): Promise<string> {
+  const account = (await (await post(base, '/accounts', { name, currency: 'USD' })).json()) as {
+    id: string;
+  };
+  await post(
+    base,
+    `/accounts/${account.id}/deposits`,
+    { amount: 1_000, currency: 'USD' },
+    randomUUID(),
+  );
+  return account.id;
 }
