@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { CONFIG_KEYS, loadConfig } from '../src/config/config.js';
@@ -93,6 +93,26 @@ describe('Dockerfile', () => {
     for (const flag of NODE_FLAGS) expect(last('CMD')).toContain(`"${flag}"`);
     expect(last('EXPOSE')).toBe(`EXPOSE ${loadConfig({}).PORT}`);
     expect(dockerfile).toMatch(/npm prune --omit=dev|npm ci --omit=dev/);
+  });
+
+  it('keeps every package the compiled app imports (the image prunes dev dependencies)', () => {
+    const { dependencies } = JSON.parse(read('package.json')) as {
+      dependencies: Record<string, string>;
+    };
+    const files = readdirSync(path.join(root, 'dist'), { recursive: true, encoding: 'utf8' });
+    const imported = new Set<string>();
+    for (const file of files.filter((f) => f.endsWith('.js'))) {
+      const code = read(path.join('dist', file));
+      for (const [, specifier] of code.matchAll(
+        /(?:\bfrom|\bimport\(?)\s*['"]([^'"./][^'"]*)['"]/g,
+      )) {
+        if (specifier.startsWith('node:')) continue;
+        const parts = specifier.split('/');
+        imported.add(specifier.startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0]);
+      }
+    }
+    expect(imported.size).toBeGreaterThan(5);
+    expect([...imported].filter((name) => !Object.hasOwn(dependencies, name)).sort()).toEqual([]);
   });
 
   it('is not sent node_modules, dist or local data', () => {
