@@ -1,9 +1,7 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
-import type { Server } from 'node:http';
 import { AppModule } from './app.module.js';
-import { configureApp } from './app.setup.js';
+import { createApp } from './app.setup.js';
 import { InFlightRequests } from './common/in-flight.js';
 import { createLogger } from './common/logger.js';
 import { ConfigError, loadConfig } from './config/config.js';
@@ -29,16 +27,12 @@ async function bootstrap(): Promise<void> {
   const applied = await migrate(databaseUrl);
   if (applied.length > 0) log.log({ msg: 'migrations applied', migrations: applied });
 
-  const app = await NestFactory.create(AppModule.forRoot(config, databaseUrl), {
-    bodyParser: false,
-    logger,
-  });
   const inFlight = new InFlightRequests();
-  configureApp(app, inFlight);
+  const app = await createApp(AppModule.forRoot(config, databaseUrl), { logger, inFlight });
   if (config.NODE_ENV !== 'production') {
     await app.get(MerchantsService).ensureWithApiKey('Demo merchant', config.DEMO_API_KEY);
   }
-  await app.listen(config.PORT);
+  await app.listen(config.PORT, config.HOST);
   const url = `http://localhost:${config.PORT}`;
   log.log({
     msg: `payments API listening on ${url}`,
@@ -59,7 +53,7 @@ async function bootstrap(): Promise<void> {
     // 1. Stop accepting connections and let in-flight requests finish and commit.
     //    Keep-alive connections waiting for their next request are closed as they
     //    go idle, so the drain does not wait for clients to hang up.
-    const server = app.getHttpServer() as Server;
+    const server = app.getHttpServer();
     //    A request whose client hung up has no connection left but may still be
     //    running: wait for the handlers too, not only for the connections.
     const reaper = setInterval(() => server.closeIdleConnections(), 100);

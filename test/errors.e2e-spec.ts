@@ -17,10 +17,11 @@ beforeAll(async () => {
 afterEach(async () => expect(await ledgerViolations(t.db)).toEqual([]));
 afterAll(() => t.close());
 
-/** Every error is RFC 9457 problem+json with a stable code in `type`. */
+/** Every error is RFC 9457 problem+json with a stable code in `type`, and has a request id. */
 function expectProblem(res: request.Response, status: number, code: string): void {
   expect(res.status).toBe(status);
   expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+  expect(res.headers['x-request-id']).toMatch(/^[\x21-\x7e]+$/);
   expect(res.body).toMatchObject({
     type: `/problems/${code}`,
     status,

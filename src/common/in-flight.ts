@@ -1,4 +1,5 @@
-import type { NextFunction, Request, Response } from 'express';
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
+import type { ServerResponse } from 'node:http';
 
 /**
  * Counts requests whose handling has not finished, for graceful shutdown.
@@ -14,9 +15,20 @@ export class InFlightRequests {
   private count = 0;
   private waiters: Array<() => void> = [];
 
-  readonly middleware = (_req: Request, res: Response, next: NextFunction): void => {
+  /** A Fastify onRequest hook. */
+  readonly hook = (
+    _req: FastifyRequest,
+    reply: FastifyReply,
+    done: HookHandlerDoneFunction,
+  ): void => {
+    this.track(reply.raw);
+    done();
+  };
+
+  /** Counts this response until it is ended. */
+  track(res: ServerResponse): void {
     this.count += 1;
-    const end = res.end.bind(res) as (...args: unknown[]) => Response;
+    const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
     let counted = true;
     res.end = ((...args: unknown[]) => {
       if (counted) {
@@ -24,9 +36,8 @@ export class InFlightRequests {
         this.finished();
       }
       return end(...args);
-    }) as Response['end'];
-    next();
-  };
+    }) as ServerResponse['end'];
+  }
 
   get size(): number {
     return this.count;

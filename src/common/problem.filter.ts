@@ -5,9 +5,10 @@ import {
   HttpException,
   Logger,
 } from '@nestjs/common';
-import type { Response } from 'express';
+import type { FastifyReply } from 'fastify';
 import { RecordedResponseException } from '../idempotency/recorded-response.js';
 import type { ApiRequest } from './api-request.js';
+import { pathOf } from './http-hooks.js';
 import { PROBLEM_CONTENT_TYPE, problemBody, ProblemError } from './problem.js';
 
 /**
@@ -22,15 +23,14 @@ export class ProblemFilter implements ExceptionFilter {
   catch(exception: unknown, host: ArgumentsHost): void {
     const http = host.switchToHttp();
     const req = http.getRequest<ApiRequest>();
-    const res = http.getResponse<Response>();
-    if (res.headersSent) return;
+    const reply = http.getResponse<FastifyReply>();
+    if (reply.sent) return;
 
     if (exception instanceof RecordedResponseException) {
       const { response, headers } = exception;
-      res.status(response.status).type(response.contentType);
-      if (response.location) res.location(response.location);
-      for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
-      res.send(response.body);
+      reply.code(response.status).header('Content-Type', response.contentType);
+      if (response.location) reply.header('Location', response.location);
+      reply.headers(headers).send(response.body);
       return;
     }
 
@@ -39,7 +39,7 @@ export class ProblemFilter implements ExceptionFilter {
       this.logger.error({
         msg: 'unexpected error',
         requestId: req.requestId,
-        route: `${req.method} ${req.path}`,
+        route: `${req.method} ${pathOf(req)}`,
         error: exception instanceof Error ? exception.stack : String(exception),
       });
     } else if (problem.code === 'service-unavailable') {
@@ -49,19 +49,21 @@ export class ProblemFilter implements ExceptionFilter {
         error: String(exception),
       });
     }
-    res.status(problem.status).type(PROBLEM_CONTENT_TYPE);
-    for (const [name, value] of Object.entries(problem.headers)) res.setHeader(name, value);
-    res.send(problemBody(problem.code, problem.detail, problem.extensions));
+    sendProblem(reply, problem);
   }
+}
+
+export function sendProblem(reply: FastifyReply, problem: ProblemError): void {
+  reply
+    .code(problem.status)
+    .header('Content-Type', PROBLEM_CONTENT_TYPE)
+    .headers(problem.headers)
+    .send(problemBody(problem.code, problem.detail, problem.extensions));
 }
 
 /** Maps anything thrown to a problem: ours as they are, framework and driver errors by kind. */
 export function toProblem(exception: unknown): ProblemError {
   if (exception instanceof ProblemError) return exception;
-  // Express's errors (body parser, bad percent-encoding) reach us wrapped by NestJS.
-  const cause = exception instanceof HttpException ? exception.cause : undefined;
-  const parserProblem = bodyParserProblem(cause ?? exception);
-  if (parserProblem) return parserProblem;
   if (databaseCode(exception) === CHARACTER_NOT_IN_REPERTOIRE) {
     // Text PostgreSQL cannot store (a NUL that slipped past the input checks).
     return new ProblemError(
@@ -80,47 +82,56 @@ export function toProblem(exception: unknown): ProblemError {
       { 'Retry-After': '1' },
     );
   }
-  if (exception instanceof HttpException && exception.getStatus() < 500) {
-    switch (exception.getStatus()) {
-      case 404:
-        return new ProblemError('not-found', 'No such route.');
-      case 413:
-        return new ProblemError('payload-too-large', 'The request body is larger than 100 kB.');
-      case 415:
-        return new ProblemError('unsupported-media-type', 'Send the request body as JSON.');
-      default: {
-        const field = cause instanceof URIError ? 'path' : 'request';
-        return new ProblemError('validation-failed', exception.message, {
-          errors: [{ field, message: exception.message }],
+  const status = clientErrorStatus(exception);
+  switch (status) {
+    case undefined:
+      return new ProblemError(
+        'internal-error',
+        'Something went wrong on our side. Nothing was done; it is safe to retry.',
+      );
+    case 404:
+      return new ProblemError('not-found', 'No such route.');
+    case 413:
+      return new ProblemError('payload-too-large', 'The request body is larger than 100 kB.');
+    case 415:
+      return new ProblemError('unsupported-media-type', 'Send the request body as JSON.');
+    default: {
+      const message = (exception as Error).message;
+      if (isFastifyError(exception, 'FST_ERR_BAD_URL')) {
+        return new ProblemError('validation-failed', 'The URL is not validly percent-encoded.', {
+          errors: [{ field: 'path', message: 'is not validly percent-encoded' }],
         });
       }
+      if (isFastifyError(exception, 'FST_ERR_CTP_')) {
+        // The body could not be read: a Content-Length that does not match it, a
+        // client that hung up halfway, ...
+        return new ProblemError('malformed-json', `The request body could not be read: ${message}`);
+      }
+      return new ProblemError('validation-failed', message, {
+        errors: [{ field: 'request', message }],
+      });
     }
   }
-  return new ProblemError(
-    'internal-error',
-    'Something went wrong on our side. Nothing was done; it is safe to retry.',
-  );
 }
 
-/** Errors raised by express's body parser carry a `type` (https://github.com/expressjs/body-parser#errors). */
-function bodyParserProblem(exception: unknown): ProblemError | undefined {
-  const type = (exception as { type?: unknown } | null)?.type;
-  switch (type) {
-    case 'entity.parse.failed':
-      return new ProblemError('malformed-json', 'The request body is not valid JSON.');
-    case 'entity.too.large':
-      return new ProblemError('payload-too-large', 'The request body is larger than 100 kB.');
-    case 'encoding.unsupported':
-    case 'charset.unsupported':
-      return new ProblemError('unsupported-media-type', 'Send the body as UTF-8 JSON.');
-    case 'request.aborted':
-    case 'request.size.invalid':
-    case 'stream.encoding.set':
-    case 'stream.not.readable':
-      return new ProblemError('malformed-json', 'The request body could not be read.');
-    default:
-      return undefined;
-  }
+/**
+ * The status of a client error raised by NestJS (HttpException) or by Fastify (its
+ * errors carry a `statusCode`: unreadable bodies, malformed URLs); undefined for
+ * anything else, which is our fault.
+ */
+function clientErrorStatus(exception: unknown): number | undefined {
+  const status =
+    exception instanceof HttpException
+      ? exception.getStatus()
+      : isFastifyError(exception, 'FST_')
+        ? (exception as { statusCode?: unknown }).statusCode
+        : undefined;
+  return typeof status === 'number' && status >= 400 && status < 500 ? status : undefined;
+}
+
+function isFastifyError(exception: unknown, codePrefix: string): boolean {
+  const code = (exception as { code?: unknown } | null)?.code;
+  return exception instanceof Error && typeof code === 'string' && code.startsWith(codePrefix);
 }
 
 const CHARACTER_NOT_IN_REPERTOIRE = '22021';

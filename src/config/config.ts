@@ -28,6 +28,11 @@ export class AppConfig {
   @Max(65535)
   PORT = 3000;
 
+  /** The address to listen on; `::` is every IPv6 and IPv4 address, as Node's own default. */
+  @IsString()
+  @Matches(/^\S+$/, { message: 'must be an IP address or a host name' })
+  HOST = '::';
+
   /** Unset: an embedded PostgreSQL is started with its data in DATA_DIR. */
   @IsOptional()
   @Matches(/^postgres(ql)?:\/\/\S+$/, { message: 'must be a postgres:// URL' })

@@ -1,9 +1,20 @@
-import { Controller, Get, Header } from '@nestjs/common';
+import { Controller, Get, Header, NotFoundException, Param, Res } from '@nestjs/common';
+import type { FastifyReply } from 'fastify';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
 import { Public } from '../merchants/public.decorator.js';
 import { loadOpenApiDocuments } from './openapi-document.js';
 
-/** Where swagger-ui's files are served from (see configureApp). */
-export const DOCS_ASSETS = '/docs/assets';
+/** Where swagger-ui's files are served from. */
+const DOCS_ASSETS = '/docs/assets';
+
+/** The files of swagger-ui-dist the page loads, and their types. */
+const ASSET_TYPES: Record<string, string> = {
+  'swagger-ui.css': 'text/css; charset=utf-8',
+  'swagger-ui-bundle.js': 'text/javascript; charset=utf-8',
+};
+const require = createRequire(import.meta.url);
 
 const DOCS_PAGE = `<!doctype html>
 <html lang="en">
@@ -27,6 +38,8 @@ const DOCS_PAGE = `<!doctype html>
 @Public()
 export class DocsController {
   private readonly documents = loadOpenApiDocuments();
+  /** Read on first use (the bundle is 1.5 MB), then served from memory. */
+  private readonly assets = new Map<string, Buffer>();
 
   @Get('openapi.yaml')
   @Header('Content-Type', 'application/yaml; charset=utf-8')
@@ -45,5 +58,19 @@ export class DocsController {
   @Header('Content-Type', 'text/html; charset=utf-8')
   page(): string {
     return DOCS_PAGE;
+  }
+
+  @Get('docs/assets/:file')
+  asset(@Param('file') file: string, @Res({ passthrough: true }) reply: FastifyReply): Buffer {
+    const type = ASSET_TYPES[file];
+    if (!Object.hasOwn(ASSET_TYPES, file) || type === undefined) throw new NotFoundException();
+    let content = this.assets.get(file);
+    if (!content) {
+      const directory = path.dirname(require.resolve('swagger-ui-dist/package.json'));
+      content = readFileSync(path.join(directory, file));
+      this.assets.set(file, content);
+    }
+    reply.header('Content-Type', type).header('Cache-Control', 'public, max-age=3600');
+    return content;
   }
 }

@@ -137,22 +137,20 @@ function handlerThrowing(error: unknown): CallHandler {
   return { handle: () => ((calls += 1), throwError(() => error)) };
 }
 
-function fakeResponse() {
+/** The part of a FastifyReply the interceptor uses. */
+function fakeReply() {
   const headers: Record<string, string> = {};
-  return {
-    headers,
-    type(value: string) {
-      headers['content-type'] = value;
-      return this;
+  const reply = {
+    headers(values: Record<string, string>) {
+      for (const [name, value] of Object.entries(values)) reply.header(name, value);
+      return reply;
     },
-    location(value: string) {
-      headers.location = value;
-      return this;
-    },
-    setHeader(name: string, value: string) {
+    header(name: string, value: string) {
       headers[name.toLowerCase()] = value;
+      return reply;
     },
   };
+  return { reply, headers };
 }
 
 function run(
@@ -164,14 +162,14 @@ function run(
 ) {
   const req = {
     method: 'POST',
-    path: '/things',
+    url: '/things',
     body,
     headers: { ...(key === undefined ? {} : { 'idempotency-key': key }), ...extraHeaders },
     merchant: { id: 'mch_1', name: 'M' },
   };
-  const res = fakeResponse();
-  const context = new ExecutionContextHost([req, res], Routes, Routes.prototype[method]);
-  return { res, result: lastValueFrom(interceptor.intercept(context, handler)) };
+  const { reply, headers } = fakeReply();
+  const context = new ExecutionContextHost([req, reply], Routes, Routes.prototype[method]);
+  return { res: { headers }, result: lastValueFrom(interceptor.intercept(context, handler)) };
 }
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {

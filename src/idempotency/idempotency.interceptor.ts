@@ -7,9 +7,10 @@ import {
 } from '@nestjs/common';
 import { HTTP_CODE_METADATA } from '@nestjs/common/constants.js';
 import { Reflector } from '@nestjs/core';
-import type { Response } from 'express';
+import type { FastifyReply } from 'fastify';
 import { defer, lastValueFrom, map, type Observable } from 'rxjs';
 import type { ApiRequest } from '../common/api-request.js';
+import { pathOf } from '../common/http-hooks.js';
 import { DomainError, PROBLEM_CONTENT_TYPE, problemBody, ProblemError } from '../common/problem.js';
 import { TransactionHost } from '../database/transaction-host.js';
 import { MetricsService } from '../metrics/metrics.service.js';
@@ -63,13 +64,13 @@ export class IdempotencyInterceptor implements NestInterceptor {
     if (!options) return next.handle();
     const http = context.switchToHttp();
     const req = http.getRequest<ApiRequest>();
-    const res = http.getResponse<Response>();
+    const reply = http.getResponse<FastifyReply>();
     const routeStatus =
       this.reflector.get<number | undefined>(HTTP_CODE_METADATA, context.getHandler()) ??
       HttpStatus.CREATED;
 
     return defer(() => this.respond(req, options, next, routeStatus)).pipe(
-      map((outcome) => this.send(req, res, outcome, routeStatus)),
+      map((outcome) => this.send(req, reply, outcome, routeStatus)),
     );
   }
 
@@ -92,12 +93,13 @@ export class IdempotencyInterceptor implements NestInterceptor {
       return { response, replayed: false, waited: 0 };
     }
 
+    const path = pathOf(req);
     const claim: KeyClaim = {
       merchantId: req.merchant.id,
       key,
       method: req.method,
-      path: req.path,
-      fingerprint: requestFingerprint(req.method, req.path, req.body),
+      path,
+      fingerprint: requestFingerprint(req.method, path, req.body),
     };
     const waited = preferredWaitSeconds(req.headers.prefer);
     const deadline = Date.now() + waited * 1_000;
@@ -215,14 +217,19 @@ export class IdempotencyInterceptor implements NestInterceptor {
     };
   }
 
-  private send(req: ApiRequest, res: Response, outcome: Outcome, routeStatus: number): string {
+  private send(
+    req: ApiRequest,
+    reply: FastifyReply,
+    outcome: Outcome,
+    routeStatus: number,
+  ): string {
     req.idempotentReplayed = outcome.replayed;
     const { response } = outcome;
     const headers = outcomeHeaders(outcome);
     if (response.status !== routeStatus) throw new RecordedResponseException(response, headers);
-    res.type(response.contentType);
-    if (response.location) res.location(response.location);
-    for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+    reply.header('Content-Type', response.contentType);
+    if (response.location) reply.header('Location', response.location);
+    reply.headers(headers);
     return response.body;
   }
 }

@@ -59,7 +59,7 @@ export class MetricsService {
     this.duration.observe(labels, seconds);
   }
 
-  /** Where http_requests_in_flight reads its value (configureApp wires it to InFlightRequests). */
+  /** Where http_requests_in_flight reads its value (createApp wires it to InFlightRequests). */
   countInFlightWith(count: () => number): void {
     this.inFlight = count;
   }

@@ -1,11 +1,10 @@
 import 'reflect-metadata';
 import type { INestApplication } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
 import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import request from 'supertest';
 import { AppModule } from '../../src/app.module.js';
-import { configureApp } from '../../src/app.setup.js';
+import { createApp } from '../../src/app.setup.js';
 import { loadConfig } from '../../src/config/config.js';
 import { MerchantsService } from '../../src/merchants/merchants.service.js';
 import { databaseUrl } from './database-names.js';
@@ -31,7 +30,7 @@ export interface TestAppOptions {
 }
 
 /**
- * Starts the real application (same module, same configureApp as main.ts) on a
+ * Starts the real application (same module, same createApp as main.ts) on a
  * fresh database copied from the migrated template, listening on a free port.
  */
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
@@ -47,11 +46,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const url = databaseUrl(adminUrl, name);
   const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'fatal', ...options.env });
   const appUrl = options.appDatabaseUrl?.(url) ?? url;
-  const app = await NestFactory.create(AppModule.forRoot(config, appUrl), {
-    bodyParser: false,
-    logger: false,
-  });
-  configureApp(app);
+  const app = await createApp(AppModule.forRoot(config, appUrl), { logger: false });
   await app.listen(0, '127.0.0.1');
   const baseUrl = await app.getUrl();
   const db = testPool(url);
