@@ -25,8 +25,8 @@ export interface CreateAppOptions {
  * Creates the app with everything about how it handles HTTP, shared by main.ts and
  * the e2e tests so that tests run the app exactly as users do.
  *
- * Fastify rather than Express: on this API's requests it costs about a quarter of
- * the CPU (docs/decisions/0008-fastify.md).
+ * Fastify rather than Express: a charge costs the API about a quarter less CPU, a
+ * replay almost half less (docs/decisions/0008-fastify.md).
  */
 export async function createApp(
   module: DynamicModule,

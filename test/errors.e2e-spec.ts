@@ -163,6 +163,14 @@ describe('404 not-found', () => {
     expectProblem(await api.get('/nowhere'), 404, 'not-found');
     expectProblem(await api.get('/accounts/acct_does_not_exist'), 404, 'not-found');
     expectProblem(await api.get('/charges/ch_does_not_exist'), 404, 'not-found');
+    // Longer than the router's default limit for a path parameter (it would answer 414).
+    expectProblem(await api.get(`/charges/ch_${'x'.repeat(300)}`), 404, 'not-found');
+  });
+
+  it('treats a trailing slash as absent', async () => {
+    const res = await api.get('/accounts/');
+    expect(res.status).toBe(200);
+    expect(res.body.object).toBe('list');
   });
 });
 
@@ -214,6 +222,33 @@ describe('415 unsupported-media-type', () => {
   it('refuses form-encoded bodies', async () => {
     const res = await api.post('/accounts').type('form').send({ name: 'A', currency: 'USD' });
     expectProblem(res, 415, 'unsupported-media-type');
+  });
+
+  it('refuses JSON in another charset than UTF-8', async () => {
+    const res = await api
+      .post('/accounts')
+      .set('Content-Type', 'application/json; charset=latin1')
+      .send(JSON.stringify({ name: 'A', currency: 'USD' }));
+    expectProblem(res, 415, 'unsupported-media-type');
+  });
+
+  it('reads the +json types and explicit UTF-8 as JSON', async () => {
+    for (const type of ['application/merge-patch+json', 'application/json; charset=UTF-8']) {
+      const res = await api
+        .post('/accounts')
+        .set('Content-Type', type)
+        .send(JSON.stringify({ name: 'A', currency: 'USD' }));
+      expect({ type, status: res.status }).toEqual({ type, status: 201 });
+    }
+  });
+
+  it('does not mind the Content-Type of a POST without a body', async () => {
+    for (const type of ['text/plain', 'application/json']) {
+      const res = await api.post('/accounts').set('Content-Type', type);
+      // Validation of the missing fields, not a 415 or a JSON parse error.
+      expect({ type, status: res.status }).toEqual({ type, status: 400 });
+      expectProblem(res, 400, 'validation-failed');
+    }
   });
 });
 
