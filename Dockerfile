@@ -11,6 +11,7 @@ RUN npm run build && npm prune --omit=dev
 # Run: compiled code and production dependencies, as the unprivileged "node" user.
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
     PORT=3000
 WORKDIR /app
 COPY --from=build --chown=node:node /app/node_modules ./node_modules

@@ -56,9 +56,10 @@ describe('docker-compose.yml', () => {
     expect(url.pathname).toBe(`/${dbEnv.POSTGRES_DB}`);
   });
 
-  it('publishes the port the app listens on', () => {
-    const port = loadConfig(api.environment).PORT;
-    expect(api.ports).toContain(`${port}:${port}`);
+  it('publishes the port the app listens on, on an address reachable from outside', () => {
+    const { PORT, HOST } = loadConfig(api.environment);
+    expect(api.ports).toContain(`${PORT}:${PORT}`);
+    expect(['0.0.0.0', '::']).toContain(HOST);
   });
 });
 
@@ -91,7 +92,12 @@ describe('Dockerfile', () => {
     expect(last('HEALTHCHECK')).toContain('/health');
     expect(last('CMD')).toContain('dist/main.js');
     for (const flag of NODE_FLAGS) expect(last('CMD')).toContain(`"${flag}"`);
-    expect(last('EXPOSE')).toBe(`EXPOSE ${loadConfig({}).PORT}`);
+    const env = Object.fromEntries(
+      [...last('ENV').matchAll(/(\w+)=(\S+)/g)].map(([, name, value]) => [name, value]),
+    );
+    expect(last('EXPOSE')).toBe(`EXPOSE ${loadConfig(env).PORT}`);
+    // Fastify listens on localhost unless told otherwise: unreachable from outside.
+    expect(['0.0.0.0', '::']).toContain(loadConfig(env).HOST);
     expect(dockerfile).toMatch(/npm prune --omit=dev|npm ci --omit=dev/);
   });
 
