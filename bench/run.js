@@ -35,9 +35,6 @@ async function main() {
   log(`database: ${database.label}`);
   await migrate(database.url);
   const accounts = await seed(db);
-  // Settle the seeding's aftermath (statistics, dirty pages) before measuring anything.
-  await db.query('VACUUM ANALYZE');
-  await db.query('CHECKPOINT');
   const hot = accounts[0];
 
   const port = await freePort();
@@ -53,14 +50,18 @@ async function main() {
   try {
     await warmUp(base, db, accounts);
     for (const c of CONCURRENCY) {
-      await run('charge-spread', c, api, () => chargeRequests(base, () => pick(accounts)));
-      await run('charge-hot', c, api, () => chargeRequests(base, () => hot));
+      // Each charge scenario next to its ceiling: the ratio compares runs minutes apart
+      // at most, on a machine whose speed drifts.
+      await run('charge-spread', c, api, db, () => chargeRequests(base, () => pick(accounts)));
+      await ceiling('ceiling-spread', c, db, () => pick(accounts));
+      await run('charge-hot', c, api, db, () => chargeRequests(base, () => hot));
+      await ceiling('ceiling-hot', c, db, () => hot);
       if (selected('replay')) {
         const keys = await completedKeys(base, accounts, 500);
-        await run('replay', c, api, () => replayRequests(base, keys));
+        await run('replay', c, api, db, () => replayRequests(base, keys));
       }
-      await run('duplicates', c, api, () => duplicateRequests(base, accounts));
-      await run('get-account', c, api, () => ({
+      await run('duplicates', c, api, db, () => duplicateRequests(base, accounts));
+      await run('get-account', c, api, db, () => ({
         url: base,
         requests: [
           {
@@ -69,8 +70,6 @@ async function main() {
           },
         ],
       }));
-      await ceiling('ceiling-spread', c, db, () => pick(accounts));
-      await ceiling('ceiling-hot', c, db, () => hot);
     }
   } finally {
     api.kill('SIGTERM');
@@ -168,9 +167,10 @@ function duplicateRequests(base, accounts) {
   };
 }
 
-async function run(name, connections, api, options) {
+async function run(name, connections, api, db, options) {
   if (!selected(name)) return;
   progress(`${name} c=${connections}`);
+  await settle(db);
   let peakRss = rssMb(api.pid);
   const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssMb(api.pid))), 250);
   const ticker = ticking(`${name} c=${connections}`);
@@ -195,6 +195,16 @@ async function run(name, connections, api, options) {
   });
 }
 
+/**
+ * Every scenario starts on a settled database: the dead rows and dirty pages the
+ * previous one left are cleaned up now, not by an autovacuum or a checkpoint that
+ * happens to fall in the next scenario's measurement.
+ */
+async function settle(db) {
+  await db.query('VACUUM ANALYZE');
+  await db.query('CHECKPOINT');
+}
+
 // ---- the ceiling: one statement per charge, straight to PostgreSQL ---------------
 
 const CEILING_SQL = `
@@ -217,6 +227,7 @@ const CEILING_SQL = `
 async function ceiling(name, connections, db, account) {
   if (!selected(name)) return;
   progress(`${name} c=${connections}`);
+  await settle(db);
   const ticker = ticking(`${name} c=${connections}`);
   const { latencies, errors } = await ceilingLoad(connections, db, account, DURATION);
   clearInterval(ticker);
