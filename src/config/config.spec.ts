@@ -1,10 +1,12 @@
 import { describe, expect, it } from '@jest/globals';
-import { ConfigError, loadConfig } from './config.js';
+import type { NetworkInterfaceInfo } from 'node:os';
+import { ConfigError, everyAddress, loadConfig } from './config.js';
 
 describe('loadConfig', () => {
   it('has the documented defaults', () => {
     expect(loadConfig({})).toMatchObject({
       PORT: 3000,
+      HOST: everyAddress(),
       DATABASE_URL: undefined,
       DATA_DIR: '.data',
       DB_POOL_SIZE: 10,
@@ -45,5 +47,18 @@ describe('loadConfig', () => {
   ])('stops on a bad %s (%s) with a message naming it', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`${name}=`));
+  });
+});
+
+describe('everyAddress', () => {
+  const address = (family: 'IPv4' | 'IPv6', ip: string) =>
+    ({ family, address: ip }) as NetworkInterfaceInfo;
+
+  it('is :: (IPv6 and IPv4) where the machine has IPv6', () => {
+    expect(everyAddress({ lo: [address('IPv4', '127.0.0.1'), address('IPv6', '::1')] })).toBe('::');
+  });
+
+  it('is 0.0.0.0 where it has not (IPv6 disabled)', () => {
+    expect(everyAddress({ lo: [address('IPv4', '127.0.0.1')], eth0: undefined })).toBe('0.0.0.0');
   });
 });

@@ -10,6 +10,7 @@ import {
   Min,
   validateSync,
 } from 'class-validator';
+import { networkInterfaces } from 'node:os';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'verbose'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -28,10 +29,10 @@ export class AppConfig {
   @Max(65535)
   PORT = 3000;
 
-  /** The address to listen on; `::` is every IPv6 and IPv4 address, as Node's own default. */
+  /** The address to listen on; by default every address (see everyAddress). */
   @IsString()
   @Matches(/^\S+$/, { message: 'must be an IP address or a host name' })
-  HOST = '::';
+  HOST = everyAddress();
 
   /** Unset: an embedded PostgreSQL is started with its data in DATA_DIR. */
   @IsOptional()
@@ -77,6 +78,18 @@ export class AppConfig {
 }
 
 export class ConfigError extends Error {}
+
+/**
+ * Every address of the machine, as Node's own listen() picks it when given no host:
+ * `::` (IPv6 and IPv4) where the machine has IPv6, `0.0.0.0` where it has not.
+ * Fastify, given no host, would listen on localhost only.
+ */
+export function everyAddress(interfaces = networkInterfaces()): string {
+  const hasIpv6 = Object.values(interfaces).some((addresses) =>
+    addresses?.some((address) => address.family === 'IPv6'),
+  );
+  return hasIpv6 ? '::' : '0.0.0.0';
+}
 
 /** The names of the settings, for tests that compare other files with the app's config. */
 export const CONFIG_KEYS = Object.keys(new AppConfig()).concat('DATABASE_URL');
