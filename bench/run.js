@@ -174,7 +174,9 @@ async function run(name, connections, api, db, options) {
   let peakRss = rssMb(api.pid);
   const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssMb(api.pid))), 250);
   const ticker = ticking(`${name} c=${connections}`);
+  const cpu = await cpuMeter(db, api.pid);
   const result = await autocannon({ ...options(), connections, duration: DURATION, headers });
+  const { apiCpuMs, dbCpuMs } = await cpu.perRequest(result.requests.total);
   clearInterval(sampler);
   clearInterval(ticker);
   const expected = name === 'duplicates' ? [409] : [];
@@ -192,6 +194,8 @@ async function run(name, connections, api, db, options) {
     p99Ms: result.latency.p99,
     errors,
     apiRssMb: Math.round(peakRss),
+    apiCpuMs,
+    dbCpuMs,
   });
 }
 
@@ -229,7 +233,9 @@ async function ceiling(name, connections, db, account) {
   progress(`${name} c=${connections}`);
   await settle(db);
   const ticker = ticking(`${name} c=${connections}`);
+  const cpu = await cpuMeter(db);
   const { latencies, errors } = await ceilingLoad(connections, db, account, DURATION);
+  const { dbCpuMs } = await cpu.perRequest(latencies.length);
   clearInterval(ticker);
   latencies.sort((a, b) => a - b);
   record({
@@ -240,7 +246,48 @@ async function ceiling(name, connections, db, account) {
     p99Ms: round(latencies[Math.floor(latencies.length * 0.99)]),
     errors,
     apiRssMb: null,
+    apiCpuMs: null,
+    dbCpuMs,
   });
+}
+
+/**
+ * CPU per request of the API process and of PostgreSQL's processes (every backend
+ * and background process pg_stat_activity lists), read from /proc: where the time
+ * goes. Null where /proc does not have them (another OS, a remote database).
+ */
+async function cpuMeter(db, apiPid) {
+  const databasePids = async () =>
+    (await db.query('SELECT pid FROM pg_stat_activity')).rows.map((r) => r.pid);
+  const before = cpuSeconds([apiPid, ...(await databasePids())]);
+  return {
+    async perRequest(requests) {
+      const after = cpuSeconds([apiPid, ...(await databasePids())]);
+      const used = (pid) => (after.get(pid) ?? 0) - (before.get(pid) ?? 0);
+      const msPerRequest = (seconds) =>
+        requests > 0 && seconds > 0 ? round((seconds * 1000) / requests) : null;
+      const dbSeconds = [...after.keys()].filter((pid) => pid !== apiPid).map(used);
+      return {
+        apiCpuMs: apiPid ? msPerRequest(used(apiPid)) : null,
+        dbCpuMs: msPerRequest(dbSeconds.reduce((a, b) => a + b, 0)),
+      };
+    },
+  };
+}
+
+/** CPU seconds (user + system, all threads) each process has used so far, from /proc. */
+function cpuSeconds(pids) {
+  const seconds = new Map();
+  for (const pid of pids.filter(Boolean)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      seconds.set(pid, (Number(fields[11]) + Number(fields[12])) / 100); // USER_HZ is 100
+    } catch {
+      // gone, or not on this machine
+    }
+  }
+  return seconds;
 }
 
 /** `connections` clients, each issuing the one-statement charge back to back for `seconds`. */
@@ -342,13 +389,15 @@ function report() {
         r.name === (name === 'charge-hot' ? 'ceiling-hot' : 'ceiling-spread') &&
         r.concurrency === c,
     )?.rps;
-  console.log('\n| scenario | c | req/s | p50 ms | p99 ms | errors | API RSS MB | × ceiling |');
-  console.log('|---|---|---|---|---|---|---|---|');
+  console.log(
+    '\n| scenario | c | req/s | p50 ms | p99 ms | errors | API RSS MB | API CPU ms/req | DB CPU ms/req | × ceiling |',
+  );
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const r of results) {
     const ceilingRps = r.name.startsWith('charge') ? ceilingOf(r.name, r.concurrency) : undefined;
     const ratio = ceilingRps ? (r.rps / ceilingRps).toFixed(2) : '';
     console.log(
-      `| ${r.name} | ${r.concurrency} | ${r.rps} | ${r.p50Ms} | ${r.p99Ms} | ${r.errors} | ${r.apiRssMb ?? ''} | ${ratio} |`,
+      `| ${r.name} | ${r.concurrency} | ${r.rps} | ${r.p50Ms} | ${r.p99Ms} | ${r.errors} | ${r.apiRssMb ?? ''} | ${r.apiCpuMs ?? ''} | ${r.dbCpuMs ?? ''} | ${ratio} |`,
     );
   }
   writeFileSync(
