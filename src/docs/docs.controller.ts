@@ -7,13 +7,13 @@ import { Public } from '../merchants/public.decorator.js';
 import { loadOpenApiDocuments } from './openapi-document.js';
 
 /** Where swagger-ui's files are served from. */
-const DOCS_ASSETS = '/docs/assets';
+const DOCS_ASSETS = 'docs/assets';
 
 /** The files of swagger-ui-dist the page loads, and their types. */
-const ASSET_TYPES: Record<string, string> = {
-  'swagger-ui.css': 'text/css; charset=utf-8',
-  'swagger-ui-bundle.js': 'text/javascript; charset=utf-8',
-};
+const ASSET_TYPES = new Map([
+  ['swagger-ui.css', 'text/css; charset=utf-8'],
+  ['swagger-ui-bundle.js', 'text/javascript; charset=utf-8'],
+]);
 const require = createRequire(import.meta.url);
 
 const DOCS_PAGE = `<!doctype html>
@@ -21,11 +21,11 @@ const DOCS_PAGE = `<!doctype html>
   <head>
     <meta charset="utf-8" />
     <title>Idempotent payments API</title>
-    <link rel="stylesheet" href="${DOCS_ASSETS}/swagger-ui.css" />
+    <link rel="stylesheet" href="/${DOCS_ASSETS}/swagger-ui.css" />
   </head>
   <body>
     <div id="docs"></div>
-    <script src="${DOCS_ASSETS}/swagger-ui-bundle.js"></script>
+    <script src="/${DOCS_ASSETS}/swagger-ui-bundle.js"></script>
     <script>
       window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#docs', deepLinking: true, persistAuthorization: true });
     </script>
@@ -60,10 +60,10 @@ export class DocsController {
     return DOCS_PAGE;
   }
 
-  @Get('docs/assets/:file')
+  @Get(`${DOCS_ASSETS}/:file`)
   asset(@Param('file') file: string, @Res({ passthrough: true }) reply: FastifyReply): Buffer {
-    const type = ASSET_TYPES[file];
-    if (!Object.hasOwn(ASSET_TYPES, file) || type === undefined) throw new NotFoundException();
+    const type = ASSET_TYPES.get(file);
+    if (type === undefined) throw new NotFoundException();
     let content = this.assets.get(file);
     if (!content) {
       const directory = path.dirname(require.resolve('swagger-ui-dist/package.json'));
