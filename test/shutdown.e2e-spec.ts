@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
 import { slowCharges, untilAdvisoryLocks } from './support/db-faults.js';
 import { testPool } from './support/test-pool.js';
 import { killChildren, scratchDatabase, startChildApp } from './support/child-app.js';
@@ -95,7 +96,33 @@ describe('graceful shutdown', () => {
       await db.drop();
     }
   }, 60_000);
+
+  it('on SIGTERM, does not wait for connections that never sent a request', async () => {
+    // Clients and load balancers open connections ahead of time. Node counts such
+    // a connection as busy until its headers timeout, a minute, past the
+    // shutdown deadline: the app used to exit 1 after 25 s here.
+    const db = await scratchDatabase('shutdown_silent');
+    try {
+      const app = await startChildApp({ DATABASE_URL: db.url });
+      const silent = await openSocket(app.port);
+      const closedByServer = new Promise<void>((resolve) => silent.once('close', () => resolve()));
+      app.child.kill('SIGTERM');
+
+      expect(await app.exited()).toBe(0);
+      await closedByServer;
+      expect(app.output()).not.toMatch(/"level":"error"/);
+    } finally {
+      await db.drop();
+    }
+  }, 60_000);
 });
+
+function openSocket(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => resolve(socket));
+    socket.once('error', reject);
+  });
+}
 
 /** Polls the app's /metrics until `n` requests besides the scrape itself are in flight. */
 async function untilInFlight(base: string, n: number): Promise<void> {
