@@ -52,8 +52,8 @@ describe('first call', () => {
 
 describe('replay', () => {
   it('stores and replays keys and bodies full of quotes, backslashes and SQL byte for byte', async () => {
-    // The stored response travels with COMMIT as quoted literals (TransactionHost.atCommit):
-    // this is the input that would break a careless quoting.
+    // Input that breaks any SQL built by pasting text: the key and the stored
+    // response must come back exactly as they went in.
     const account = await api.fundedAccount(10_000);
     const key = `k'\\'';--"$1${randomUUID()}\\`;
     const description = "O'Brien \\ 'quoted' \\' ); DROP TABLE charges; -- €ü😀";

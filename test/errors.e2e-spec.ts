@@ -186,6 +186,9 @@ describe('409 idempotency-key-in-use', () => {
       await holder.query('SELECT pg_advisory_xact_lock($1)', [
         keyLockId(api.merchantId, key).toString(),
       ]);
+      // ...and the account's row: the charge's debit travels with the claim on the
+      // key, so if PostgreSQL ran it despite the failed claim, it would wait here.
+      await holder.query('SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE', [account]);
 
       const res = await api.charge(account, 100, key);
 

@@ -7,10 +7,15 @@ import { LedgerEntry } from '../ledger/ledger-entry.entity.js';
 import { Merchant } from '../merchants/merchant.entity.js';
 import { InitialSchema1764403200000 } from './migrations/1764403200000-initial-schema.js';
 import { Refunds1764489600000 } from './migrations/1764489600000-refunds.js';
+import { IdempotencyKeyLock1764576000000 } from './migrations/1764576000000-idempotency-key-lock.js';
 import { Refund } from '../refunds/refund.entity.js';
 
 export const ENTITIES = [Merchant, Account, Deposit, Charge, Refund, LedgerEntry, IdempotencyKey];
-export const MIGRATIONS = [InitialSchema1764403200000, Refunds1764489600000];
+export const MIGRATIONS = [
+  InitialSchema1764403200000,
+  Refunds1764489600000,
+  IdempotencyKeyLock1764576000000,
+];
 
 /**
  * The one data source definition, shared by the app, the migration command and
@@ -35,6 +40,9 @@ export function dataSourceOptions(url: string, poolSize = 10): DataSourceOptions
       statement_timeout: 30_000,
       idle_in_transaction_session_timeout: 60_000,
       application_name: 'payments-api',
+      // Send a statement without waiting for the answer to the previous one; the
+      // server answers in order (TransactionHost relies on it to save round trips).
+      pipeline: true,
     },
   };
 }

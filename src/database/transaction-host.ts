@@ -1,21 +1,15 @@
 import { Injectable } from '@nestjs/common';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
-import pg, {
-  type Pool,
-  type PoolClient,
-  type QueryConfig,
-  type QueryResult,
-  type QueryResultRow,
-} from 'pg';
+import { type Pool, type PoolClient, type QueryConfig, type QueryResultRow } from 'pg';
 import { DataSource, type EntityTarget, type ObjectLiteral, type Repository } from 'typeorm';
 
 interface OpenTransaction {
   client: PoolClient;
-  /** Whether BEGIN has been sent: it goes out with the first statement. */
-  begun: boolean;
-  /** Statements to send with COMMIT, in the same message (see atCommit). */
-  atCommit: string[];
+  /** Whether BEGIN has been sent and the transaction not yet ended. */
+  open: boolean;
+  /** Statements to send with COMMIT, without waiting between them (see atCommit). */
+  atCommit: QueryConfig[];
 }
 
 /**
@@ -24,12 +18,12 @@ interface OpenTransaction {
  * query made through this host inside run() uses run()'s connection.
  *
  * It talks to node-postgres directly (TypeORM's pool, not its query runner)
- * because on the money paths every round trip counts. node-postgres waits for a
- * statement's answer before it sends the next, but PostgreSQL's simple query
- * protocol takes several statements in one message (without parameters), so:
- * BEGIN is sent with the transaction's first statement when that statement has
- * no parameters, statements queued with atCommit() are sent with COMMIT, and a
- * transaction that ran no statement sends nothing.
+ * because on the money paths every round trip counts. The pool's connections
+ * pipeline (`pipeline: true` in data-source.ts): a statement is sent at once,
+ * without waiting for the answer to the one before, and PostgreSQL answers them
+ * in order. So BEGIN leaves with the transaction's first statement, the
+ * statements queued with atCommit() leave with COMMIT, and a transaction that
+ * ran no statement sends nothing.
  *
  * (@nestjs-cls/transactional does the same job; its nestjs-cls dependency is
  * CommonJS that require()s NestJS 12's ES modules, which Jest cannot load on
@@ -48,7 +42,7 @@ export class TransactionHost {
     // A connection that breaks while checked out emits 'error'; the failed query
     // reports it, so the event itself needs a listener only so it cannot crash us.
     client.on('error', ignore);
-    const transaction: OpenTransaction = { client, begun: false, atCommit: [] };
+    const transaction: OpenTransaction = { client, open: false, atCommit: [] };
     try {
       const result = await this.storage.run(transaction, work);
       await this.commit(transaction);
@@ -63,15 +57,14 @@ export class TransactionHost {
   }
 
   /**
-   * Queues a statement without parameters to be sent in one message with COMMIT,
-   * saving a round trip. When it fails, COMMIT does not run: the transaction rolls
-   * back and run() throws the statement's error. Values in it must be numbers
-   * computed by us or strings quoted with literal().
+   * Queues a statement to be sent with COMMIT, in the same write: one round trip
+   * for all of them. When one fails, PostgreSQL turns the COMMIT behind it into a
+   * ROLLBACK, and run() throws that statement's error.
    */
-  atCommit(sql: string): void {
+  atCommit(sql: string, params: unknown[] = []): void {
     const transaction = this.storage.getStore();
     if (!transaction) throw new Error('atCommit() needs a transaction');
-    transaction.atCommit.push(sql);
+    transaction.atCommit.push(prepared(sql, params));
   }
 
   get inTransaction(): boolean {
@@ -87,39 +80,45 @@ export class TransactionHost {
     return this.dataSource.getRepository(entity);
   }
 
-  /** Runs SQL in the current transaction (or on the pool outside one) and returns its rows. */
+  /**
+   * Runs SQL in the current transaction (or on the pool outside one) and returns
+   * its rows. The statement is sent at once: two queries started without awaiting
+   * the first travel together and are answered in order, and if the first fails,
+   * the transaction is aborted and PostgreSQL refuses the second.
+   */
   async query<T extends QueryResultRow = Record<string, unknown>>(
     sql: string,
     params: unknown[] = [],
   ): Promise<T[]> {
     const transaction = this.storage.getStore();
-    if (!transaction) return (await this.pool.query<T>(prepared(sql, params))).rows;
+    const statement = prepared(sql, params);
+    if (!transaction) return (await this.pool.query<T>(statement)).rows;
     const { client } = transaction;
-    if (!transaction.begun) {
-      transaction.begun = true;
-      if (params.length === 0) {
-        // One round trip for both; node-postgres answers a multi-statement query with one result each.
-        const results = (await client.query(`BEGIN; ${sql}`)) as unknown as QueryResult<T>[];
-        return results[results.length - 1].rows;
-      }
-      await client.query('BEGIN');
-    }
-    return (await client.query<T>(prepared(sql, params))).rows;
+    if (transaction.open) return (await client.query<T>(statement)).rows;
+    transaction.open = true;
+    const [, result] = await Promise.all([client.query('BEGIN'), client.query<T>(statement)]);
+    return result.rows;
   }
 
   private async commit(transaction: OpenTransaction): Promise<void> {
-    const statements = [...transaction.atCommit, 'COMMIT'];
-    if (!transaction.begun) {
+    const statements = [...transaction.atCommit, { text: 'COMMIT' }];
+    if (!transaction.open) {
       if (statements.length === 1) return; // nothing was sent: nothing to end
-      statements.unshift('BEGIN');
-      transaction.begun = true;
+      statements.unshift({ text: 'BEGIN' });
+      transaction.open = true;
     }
-    await transaction.client.query(statements.join('; '));
+    const { client } = transaction;
+    const results = await Promise.allSettled(statements.map((s) => client.query(s)));
+    // COMMIT answered: the transaction is over, committed, or rolled back when a
+    // statement before it failed (PostgreSQL ends an aborted transaction that way).
+    if (results[results.length - 1].status === 'fulfilled') transaction.open = false;
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
-  /** Rolls back and returns the connection; one that cannot even roll back is closed. */
-  private async rollback({ client, begun }: OpenTransaction): Promise<void> {
-    if (!begun) return client.release();
+  /** Rolls back if need be and returns the connection; one that cannot even roll back is closed. */
+  private async rollback({ client, open }: OpenTransaction): Promise<void> {
+    if (!open) return client.release();
     try {
       await client.query('ROLLBACK');
       client.release();
@@ -149,15 +148,6 @@ function prepared(text: string, values: unknown[]): QueryConfig {
     statementNames.set(text, name);
   }
   return { name, text, values };
-}
-
-/**
- * A string as an SQL literal, for statements sent without parameters (atCommit):
- * quotes doubled, and backslashes doubled in an E'' string, as libpq's
- * PQescapeLiteral does. null becomes NULL.
- */
-export function literal(value: string | null): string {
-  return value === null ? 'NULL' : pg.escapeLiteral(value);
 }
 
 function ignore(): void {}

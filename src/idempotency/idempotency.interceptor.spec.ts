@@ -10,7 +10,7 @@ import type { IdempotencyKey } from './idempotency-key.entity.js';
 import { IdempotencyInterceptor } from './idempotency.interceptor.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import type { AppConfig } from '../config/config.js';
-import { type KeyClaim, IdempotencyService } from './idempotency.service.js';
+import { type KeyClaim, IdempotencyService, KeyInUse } from './idempotency.service.js';
 import { Idempotent } from './idempotent.decorator.js';
 import type { RecordedResponse } from './recorded-response.js';
 import { RecordedResponseException } from './recorded-response.js';
@@ -41,8 +41,11 @@ class InMemoryKeys {
   async find(merchantId: string, key: string) {
     return this.rows.get(`${merchantId}:${key}`) ?? null;
   }
-  async tryLock(merchantId: string, key: string) {
-    return !this.locked.has(`${merchantId}:${key}`);
+  /** Like the real one: a failed claim aborts the transaction, before the handler's work. */
+  async claim(merchantId: string, key: string) {
+    if (!this.locked.has(`${merchantId}:${key}`)) return;
+    this.tx.aborted = true;
+    throw new KeyInUse();
   }
   /** Probes of a held key; `onProbe` plays the original finishing meanwhile. */
   probes = 0;
@@ -84,15 +87,21 @@ function row(claim: KeyClaim, response: RecordedResponse): IdempotencyKey {
   };
 }
 
-/** A transaction that records how it ended, and runs atCommit() actions at COMMIT. */
+/**
+ * A transaction that records how it ended, runs atCommit() actions at COMMIT,
+ * and, once aborted (a failed claim), refuses the handler's work as PostgreSQL
+ * refuses the statements queued behind the failed one.
+ */
 class RecordingTransactions {
   outcomes: Array<'commit' | 'rollback'> = [];
+  aborted = false;
   private pending: Array<() => void> = [];
   atCommit(action: () => void) {
     this.pending.push(action);
   }
   async run<T>(work: () => Promise<T>): Promise<T> {
     this.pending = [];
+    this.aborted = false;
     try {
       const result = await work();
       for (const action of this.pending) action();
@@ -129,12 +138,19 @@ beforeEach(() => {
   calls = 0;
 });
 
+/** `calls` counts the handler's work that took effect: none in an aborted transaction. */
 function handlerReturning(value: unknown): CallHandler {
-  return { handle: () => ((calls += 1), of(value)) };
+  return { handle: () => refusedIfAborted() ?? ((calls += 1), of(value)) };
 }
 
 function handlerThrowing(error: unknown): CallHandler {
-  return { handle: () => ((calls += 1), throwError(() => error)) };
+  return { handle: () => refusedIfAborted() ?? ((calls += 1), throwError(() => error)) };
+}
+
+function refusedIfAborted() {
+  if (!tx.aborted) return undefined;
+  const error = Object.assign(new Error('current transaction is aborted'), { code: '25P02' });
+  return throwError(() => error);
 }
 
 /** The part of a FastifyReply the interceptor uses. */
@@ -247,6 +263,7 @@ describe('IdempotencyInterceptor', () => {
     expect((error as ProblemError).code).toBe('idempotency-key-in-use');
     expect((error as ProblemError).headers).toEqual({ 'Retry-After': '1' });
     expect(calls).toBe(0);
+    expect(tx.outcomes).toEqual(['rollback']);
     expect(await outcomes()).toEqual({ in_use: 1 });
     expect(keys.rows.size).toBe(0);
   });

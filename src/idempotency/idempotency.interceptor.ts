@@ -17,7 +17,12 @@ import { MetricsService } from '../metrics/metrics.service.js';
 import { requestFingerprint } from './fingerprint.js';
 import type { IdempotencyKey } from './idempotency-key.entity.js';
 import { parseIdempotencyKey } from './idempotency-key.js';
-import { isKeyAlreadyStored, type KeyClaim, IdempotencyService } from './idempotency.service.js';
+import {
+  isKeyAlreadyStored,
+  type KeyClaim,
+  IdempotencyService,
+  KeyInUse,
+} from './idempotency.service.js';
 import { IDEMPOTENT, type IdempotentOptions } from './idempotent.decorator.js';
 import { preferredWaitSeconds } from './prefer-wait.js';
 import { type RecordedResponse, RecordedResponseException } from './recorded-response.js';
@@ -28,9 +33,6 @@ interface Outcome {
   /** Seconds of `Prefer: wait` honoured, 0 when the client did not ask to wait. */
   waited: number;
 }
-
-/** Thrown inside the transaction to roll it back when another request holds the key. */
-class KeyInUse extends Error {}
 
 /** Pauses between lock probes while waiting (Prefer: wait): 25 ms doubling up to 250 ms. */
 const FIRST_PAUSE_MS = 25;
@@ -43,7 +45,8 @@ const MAX_PAUSE_MS = 250;
  * 2. a completed key: replay its stored response (422 if the request differs);
  * 3. otherwise BEGIN, and claim the key with a non-blocking lock (409 if taken,
  *    or, with `Prefer: wait=N`, wait for it without holding a connection);
- * 4. run the handler: its writes join this transaction;
+ * 4. run the handler: its writes join this transaction (its first statement
+ *    travels with the claim, and PostgreSQL runs it only if the claim succeeded);
  * 5. store the response under the key, and COMMIT: the work and its memory are
  *    one atomic fact. Any unexpected error rolls all of it back, key included.
  */
@@ -139,12 +142,9 @@ export class IdempotencyInterceptor implements NestInterceptor {
     if (stored) return this.replay(stored, claim);
 
     try {
-      const response = await this.tx.run(async () => {
-        if (!(await this.keys.tryLock(claim.merchantId, claim.key))) throw new KeyInUse();
-        const response = await this.execute(next, options, routeStatus);
-        this.keys.saveAtCommit(claim, response);
-        return response;
-      });
+      const response = await this.tx.run(() =>
+        this.claimAndExecute(claim, next, options, routeStatus),
+      );
       return { response, replayed: false };
     } catch (error) {
       if (error instanceof KeyInUse) return undefined;
@@ -152,6 +152,33 @@ export class IdempotencyInterceptor implements NestInterceptor {
       const winner = await this.keys.find(claim.merchantId, claim.key);
       return winner ? this.replay(winner, claim) : undefined;
     }
+  }
+
+  /**
+   * Inside the transaction: claim the key, run the handler, and queue the stored
+   * response for COMMIT. The claim and the handler's first statement leave in the
+   * same round trip: the handler starts without waiting for the claim's answer
+   * (the claim is on the wire first: TransactionHost.query() writes the statement
+   * to the connection before it returns its promise).
+   * That is safe because the handler only acts through this transaction: if the
+   * key is taken, the claim fails, the transaction is aborted, and PostgreSQL
+   * refuses every statement queued behind the claim. The claim's outcome decides
+   * first; the handler's is only looked at once the key is ours.
+   */
+  private async claimAndExecute(
+    claim: KeyClaim,
+    next: CallHandler,
+    options: IdempotentOptions,
+    routeStatus: number,
+  ): Promise<RecordedResponse> {
+    const [claimed, executed] = await Promise.allSettled([
+      this.keys.claim(claim.merchantId, claim.key),
+      this.execute(next, options, routeStatus),
+    ]);
+    if (claimed.status === 'rejected') throw claimed.reason;
+    if (executed.status === 'rejected') throw executed.reason;
+    this.keys.saveAtCommit(claim, executed.value);
+    return executed.value;
   }
 
   /**

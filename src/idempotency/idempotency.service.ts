@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { createHash } from 'node:crypto';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.js';
-import { literal, TransactionHost } from '../database/transaction-host.js';
+import { TransactionHost } from '../database/transaction-host.js';
 import { IdempotencyKey } from './idempotency-key.entity.js';
 import type { RecordedResponse } from './recorded-response.js';
 
@@ -22,6 +22,16 @@ export interface KeyClaim {
 export function keyLockId(merchantId: string, key: string): bigint {
   return createHash('sha256').update(`${merchantId}:${key}`).digest().readBigInt64BE(0);
 }
+
+/** Another transaction holds the key: the request gets 409 (or waits, with Prefer: wait). */
+export class KeyInUse extends Error {
+  constructor() {
+    super('the idempotency key is held by another transaction');
+  }
+}
+
+/** SQLSTATE 55P03, raised by claim_idempotency_key when the key is taken. */
+const LOCK_NOT_AVAILABLE = '55P03';
 
 /** Storage of completed idempotent requests. */
 @Injectable()
@@ -46,19 +56,23 @@ export class IdempotencyService {
   }
 
   /**
-   * Claims the key for this transaction, or answers false at once when another
-   * transaction holds it. A transaction-scoped advisory lock: it never waits, it
-   * is released by COMMIT or ROLLBACK (so a crash cannot leave a key stuck "in
-   * progress"), and it works through PgBouncer in transaction mode.
+   * Claims the key for this transaction, or rejects with KeyInUse at once when
+   * another transaction holds it. A transaction-scoped advisory lock: it never
+   * waits, it is released by COMMIT or ROLLBACK (so a crash cannot leave a key
+   * stuck "in progress"), and it works through PgBouncer in transaction mode.
    *
-   * The statement has no parameters (the lock id is a number computed here, never
-   * client text), so it travels to PostgreSQL in one message with BEGIN.
+   * The statement fails, rather than answering false, when the key is taken
+   * (claim_idempotency_key, see its migration): the handler's statements can then
+   * be sent right behind it, in the same round trip, and PostgreSQL refuses them
+   * (the transaction is aborted) unless the claim succeeded.
    */
-  async tryLock(merchantId: string, key: string): Promise<boolean> {
-    const [row] = await this.tx.query<{ locked: boolean }>(
-      `SELECT pg_try_advisory_xact_lock(${keyLockId(merchantId, key)}) AS locked`,
-    );
-    return row.locked;
+  async claim(merchantId: string, key: string): Promise<void> {
+    try {
+      await this.tx.query('SELECT claim_idempotency_key($1)', [keyLockId(merchantId, key)]);
+    } catch (error) {
+      if ((error as { code?: unknown }).code === LOCK_NOT_AVAILABLE) throw new KeyInUse();
+      throw error;
+    }
   }
 
   /**
@@ -75,29 +89,35 @@ export class IdempotencyService {
   }
 
   /**
-   * Stores the response under the key when the current transaction commits, in
-   * the same message as COMMIT (one round trip for both). An expired row for the
-   * key counts as unused (§4.9) and is replaced. A live row means another request
-   * with this key committed between our lookup and our lock: the INSERT then fails
-   * with a unique violation (see isKeyAlreadyStored), nothing commits, and the
-   * caller replays that row.
+   * Stores the response under the key when the current transaction commits,
+   * sent with COMMIT (one round trip for all three). An expired row for the key
+   * counts as unused (§4.9) and is replaced. A live row means another request
+   * with this key committed between our lookup and our claim: the INSERT then
+   * fails with a unique violation (see isKeyAlreadyStored), PostgreSQL rolls the
+   * transaction back instead of committing it, and the caller replays that row.
    */
   saveAtCommit(claim: KeyClaim, response: RecordedResponse): void {
-    const merchantId = literal(claim.merchantId);
-    const key = literal(claim.key);
-    const ttlSeconds = Math.trunc(this.config.IDEMPOTENCY_TTL_SECONDS);
     this.tx.atCommit(
-      `DELETE FROM idempotency_keys
-        WHERE merchant_id = ${merchantId} AND key = ${key} AND expires_at <= now()`,
+      `DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND expires_at <= now()`,
+      [claim.merchantId, claim.key],
     );
     this.tx.atCommit(
       `INSERT INTO idempotency_keys
          (merchant_id, key, request_method, request_path, fingerprint, response_status,
           response_content_type, response_body, response_location, expires_at)
-       VALUES (${merchantId}, ${key}, ${literal(claim.method)}, ${literal(claim.path)},
-               ${literal(claim.fingerprint)}, ${Math.trunc(response.status)},
-               ${literal(response.contentType)}, ${literal(response.body)},
-               ${literal(response.location)}, now() + make_interval(secs => ${ttlSeconds}))`,
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(secs => $10))`,
+      [
+        claim.merchantId,
+        claim.key,
+        claim.method,
+        claim.path,
+        claim.fingerprint,
+        response.status,
+        response.contentType,
+        response.body,
+        response.location,
+        this.config.IDEMPOTENCY_TTL_SECONDS,
+      ],
     );
   }
 }
