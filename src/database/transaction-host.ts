@@ -57,9 +57,9 @@ export class TransactionHost {
   }
 
   /**
-   * Queues a statement to be sent with COMMIT, in the same write: one round trip
-   * for all of them. When one fails, PostgreSQL turns the COMMIT behind it into a
-   * ROLLBACK, and run() throws that statement's error.
+   * Queues a statement to be sent with COMMIT, right before it and without waiting
+   * in between: one round trip for all of them. When one fails, PostgreSQL turns
+   * the COMMIT behind it into a ROLLBACK, and run() throws that statement's error.
    */
   atCommit(sql: string, params: unknown[] = []): void {
     const transaction = this.storage.getStore();
