@@ -9,63 +9,109 @@ let api: ApiClient;
 beforeAll(async () => {
   t = await startTestApp();
   api = await t.merchant();
+  await failStoringKeysListedIn('faulty_keys');
 });
 afterEach(async () => expect(await ledgerViolations(t.db)).toEqual([]));
 afterAll(() => t.close());
 
 /**
- * A fault after the debit, without test hooks in the app: a trigger in this test
- * database makes the ledger insert (the last write of a charge) fail for one
- * amount. The debit and the charge row are already written when it fires.
+ * The last thing a request sends is its stored response (the key's INSERT), in
+ * the same round trip as COMMIT; everything else it wrote went before. Making that
+ * INSERT fail is therefore a fault after all the work: only the transaction can
+ * undo the debit, the records and the ledger entry. (A fault inside the debit's own
+ * statement would prove nothing: one statement is atomic even without a
+ * transaction.) The fault is a trigger in this test database, for the keys listed
+ * in a table: no test hook in the app.
  */
-async function failLedgerInsertsOf(amount: number): Promise<void> {
+async function failStoringKeysListedIn(table: string): Promise<void> {
   await t.db.query(`
-    CREATE OR REPLACE FUNCTION fail_ledger_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+    CREATE TABLE ${table} (key text PRIMARY KEY);
+    CREATE FUNCTION fail_key_insert() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-      IF NEW.amount = -${amount} THEN RAISE EXCEPTION 'injected fault after the debit'; END IF;
+      IF EXISTS (SELECT 1 FROM ${table} WHERE key = NEW.key) THEN
+        RAISE EXCEPTION 'injected fault while storing the response';
+      END IF;
       RETURN NEW;
     END $$;
-    CREATE TRIGGER fail_ledger_insert BEFORE INSERT ON ledger_entries
-      FOR EACH ROW EXECUTE FUNCTION fail_ledger_insert();`);
+    CREATE TRIGGER fail_key_insert BEFORE INSERT ON idempotency_keys
+      FOR EACH ROW EXECUTE FUNCTION fail_key_insert();`);
 }
 
-async function removeFault(): Promise<void> {
-  await t.db.query('DROP TRIGGER IF EXISTS fail_ledger_insert ON ledger_entries');
+const failAtCommit = (key: string) => t.db.query('INSERT INTO faulty_keys VALUES ($1)', [key]);
+const stopFailing = (key: string) => t.db.query('DELETE FROM faulty_keys WHERE key = $1', [key]);
+
+/** What a money movement leaves behind in the database, for one account. */
+async function footprint(account: string, key: string) {
+  const { rows } = await t.db.query(
+    `SELECT (SELECT balance::int FROM accounts WHERE id = $1) AS balance,
+            (SELECT count(*)::int FROM charges WHERE account_id = $1) AS charges,
+            (SELECT count(*)::int FROM deposits WHERE account_id = $1) AS deposits,
+            (SELECT count(*)::int FROM refunds WHERE account_id = $1) AS refunds,
+            (SELECT count(*)::int FROM ledger_entries WHERE account_id = $1) AS "ledgerEntries",
+            (SELECT count(*)::int FROM idempotency_keys WHERE key = $2) AS keys`,
+    [account, key],
+  );
+  return rows[0];
 }
+
+/** Each money route, from an account holding 10,000 with one charge of 1,000 on it. */
+const movements: Array<{
+  name: string;
+  send: (account: string, chargeId: string, key: string) => ReturnType<ApiClient['post']>;
+  /** The footprint once it has executed: balance and the counts that grow. */
+  after: Record<string, number>;
+}> = [
+  {
+    name: 'charge',
+    send: (account, _charge, key) => api.charge(account, 666, key),
+    after: { balance: 9_000 - 666, charges: 2, ledgerEntries: 3 },
+  },
+  {
+    name: 'deposit',
+    send: (account, _charge, key) =>
+      api.post(`/accounts/${account}/deposits`, { amount: 666, currency: 'USD' }, key),
+    after: { balance: 9_000 + 666, deposits: 2, ledgerEntries: 3 },
+  },
+  {
+    name: 'refund',
+    send: (_account, charge, key) => api.post(`/charges/${charge}/refunds`, { amount: 666 }, key),
+    after: { balance: 9_000 + 666, refunds: 1, ledgerEntries: 3 },
+  },
+];
 
 describe('rollback', () => {
-  it('leaves no debit, no charge and no key when the request fails after the debit; the retry then executes once', async () => {
-    const account = await api.fundedAccount(10_000);
-    const key = randomUUID();
-    await failLedgerInsertsOf(666);
+  for (const movement of movements) {
+    it(`a ${movement.name} whose stored response fails at COMMIT leaves nothing behind, and its retry executes once`, async () => {
+      const account = await api.fundedAccount(10_000);
+      const charge = await api.charge(account, 1_000, randomUUID());
+      const key = randomUUID();
+      const before = await footprint(account, key);
+      await failAtCommit(key);
 
-    const failed = await api.charge(account, 666, key);
+      const failed = await movement.send(account, charge.body.id, key);
 
-    expect(failed.status).toBe(500);
-    expect(failed.headers['content-type']).toMatch(/^application\/problem\+json/);
-    expect(failed.body).toEqual({
-      type: '/problems/internal-error',
-      title: 'Internal error',
-      status: 500,
-      detail: expect.any(String),
+      expect(failed.status).toBe(500);
+      expect(failed.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(failed.body).toEqual({
+        type: '/problems/internal-error',
+        title: 'Internal error',
+        status: 500,
+        detail: expect.any(String),
+      });
+      expect(failed.text).not.toMatch(/injected|trigger|INSERT|idempotency_keys|at .*\.js/);
+      // No debit or credit, no record, no ledger entry, no key: the work was undone.
+      expect(await footprint(account, key)).toEqual(before);
+
+      await stopFailing(key);
+      const retry = await movement.send(account, charge.body.id, key);
+      const again = await movement.send(account, charge.body.id, key);
+
+      expect(retry.status).toBe(201);
+      expect(retry.headers['idempotent-replayed']).toBeUndefined();
+      expect(again.status).toBe(201);
+      expect(again.headers['idempotent-replayed']).toBe('true');
+      expect(again.text).toBe(retry.text);
+      expect(await footprint(account, key)).toEqual({ ...before, ...movement.after, keys: 1 });
     });
-    expect(failed.text).not.toMatch(/injected|trigger|INSERT|ledger_entries|at .*\.js/);
-    expect(await api.balance(account)).toBe(10_000);
-    const counts = await t.db.query(
-      `SELECT (SELECT count(*)::int FROM charges WHERE account_id = $1) AS charges,
-              (SELECT count(*)::int FROM idempotency_keys WHERE key = $2) AS keys`,
-      [account, key],
-    );
-    expect(counts.rows[0]).toEqual({ charges: 0, keys: 0 });
-
-    await removeFault();
-    const retry = await api.charge(account, 666, key);
-
-    expect(retry.status).toBe(201);
-    expect(retry.headers['idempotent-replayed']).toBeUndefined();
-    expect(await api.balance(account)).toBe(10_000 - 666);
-    const again = await api.charge(account, 666, key);
-    expect(again.headers['idempotent-replayed']).toBe('true');
-    expect(await api.balance(account)).toBe(10_000 - 666);
-  });
+  }
 });
