@@ -2,17 +2,12 @@ import type { DynamicModule, LoggerService } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import type { ApiRequest } from './common/api-request.js';
-import {
-  BODY_LIMIT_BYTES,
-  identify,
-  installJsonBodyParser,
-  installRequestContext,
-  rejectNulInUrl,
-} from './common/http-hooks.js';
-import { InFlightRequests } from './common/in-flight.js';
-import { sendProblem, toProblem } from './common/problem.filter.js';
-import { createValidationPipe } from './common/validation.js';
+import type { ApiRequest } from './http/api-request.js';
+import { InFlightRequests } from './http/in-flight.js';
+import { BODY_LIMIT_BYTES, installJsonBodyParser, rejectNulInUrl } from './http/json-body.js';
+import { sendProblem, toProblem } from './http/problem.filter.js';
+import { identify, installRequestContext } from './http/request-context.js';
+import { createValidationPipe } from './http/validation.js';
 import { MetricsService } from './metrics/metrics.service.js';
 
 export interface CreateAppOptions {
@@ -51,7 +46,8 @@ export async function createApp(
   const http = app.getHttpAdapter().getInstance();
   const metrics = app.get(MetricsService);
   metrics.countInFlightWith(() => inFlight.size);
-  installRequestContext(http, metrics);
+  installRequestContext(http);
+  metrics.observeRequests(http);
   http.addHook('onRequest', rejectNulInUrl);
   http.addHook('onRequest', inFlight.hook);
   installJsonBodyParser(http);

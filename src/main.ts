@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { AppModule } from './app.module.js';
 import { createApp } from './app.setup.js';
-import { InFlightRequests } from './common/in-flight.js';
+import { InFlightRequests } from './http/in-flight.js';
 import { createLogger } from './common/logger.js';
 import { ConfigError, loadConfig } from './config/config.js';
 import { migrate } from './database/data-source.js';

@@ -256,25 +256,32 @@ describe('415 unsupported-media-type', () => {
 });
 
 describe('422 balance-limit-exceeded', () => {
-  it('refuses a deposit that would take the balance above Number.MAX_SAFE_INTEGER', async () => {
-    const account = await api.createAccount();
-    // Seeded in SQL: 9,007 deposits of 1e12 and one of the rest, each with its ledger
-    // entry, so that the books stay sound (the audit runs after each test).
-    const rest = Number.MAX_SAFE_INTEGER - 10 - 9_007 * 1_000_000_000_000;
+  /**
+   * Takes an empty account to `headroom` below Number.MAX_SAFE_INTEGER, in SQL:
+   * 9,007 deposits of 1e12 and one of the rest, each with its ledger entry, so
+   * that the books stay sound (the audit runs after each test).
+   */
+  async function fillUpTo(account: string, headroom: number): Promise<void> {
+    const rest = Number.MAX_SAFE_INTEGER - headroom - 9_007 * 1_000_000_000_000;
     await t.db.query(
       `WITH d AS (
          INSERT INTO deposits (merchant_id, id, account_id, amount, currency)
-         SELECT $1, 'dep_seed_' || g, $2, CASE WHEN g <= 9007 THEN 1000000000000 ELSE $3::bigint END, 'USD'
+         SELECT $1, 'dep_seed_' || $2 || g, $2, CASE WHEN g <= 9007 THEN 1000000000000 ELSE $3::bigint END, 'USD'
            FROM generate_series(1, 9008) AS g
          RETURNING id, amount)
        INSERT INTO ledger_entries (merchant_id, id, account_id, type, amount, balance_after, source_id)
        SELECT $1, 'le_' || d.id, $2, 'deposit', d.amount, d.amount, d.id FROM d`,
       [api.merchantId, account, rest],
     );
-    await t.db.query('UPDATE accounts SET balance = $1 WHERE id = $2', [
-      Number.MAX_SAFE_INTEGER - 10,
+    await t.db.query('UPDATE accounts SET balance = $1 WHERE id = $2 AND balance = 0', [
+      Number.MAX_SAFE_INTEGER - headroom,
       account,
     ]);
+  }
+
+  it('refuses a deposit that would take the balance above Number.MAX_SAFE_INTEGER', async () => {
+    const account = await api.createAccount();
+    await fillUpTo(account, 10);
 
     const res = await api.post(
       `/accounts/${account}/deposits`,
@@ -289,6 +296,22 @@ describe('422 balance-limit-exceeded', () => {
 
     expectProblem(res, 422, 'balance-limit-exceeded');
     expect(ok.status).toBe(201);
+    expect(await api.balance(account)).toBe(Number.MAX_SAFE_INTEGER);
+  });
+
+  it('refuses a refund that would, and then the charge still has all of it to refund', async () => {
+    const account = await api.fundedAccount(1_000);
+    const charge = await api.charge(account, 1_000, randomUUID());
+    await fillUpTo(account, 10);
+
+    const res = await api.post(`/charges/${charge.body.id}/refunds`, { amount: 11 }, randomUUID());
+
+    expectProblem(res, 422, 'balance-limit-exceeded');
+    // The refused refund is a committed outcome: nothing of it may be committed with it.
+    expect((await api.get(`/charges/${charge.body.id}`)).body.amountRefunded).toBe(0);
+    const ok = await api.post(`/charges/${charge.body.id}/refunds`, { amount: 10 }, randomUUID());
+    expect(ok.status).toBe(201);
+    expect((await api.get(`/charges/${charge.body.id}`)).body.amountRefunded).toBe(10);
     expect(await api.balance(account)).toBe(Number.MAX_SAFE_INTEGER);
   });
 });

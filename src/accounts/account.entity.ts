@@ -1,5 +1,4 @@
 import { Column, CreateDateColumn, Entity, PrimaryColumn, UpdateDateColumn } from 'typeorm';
-import { bigint } from '../database/bigint.transformer.js';
 
 @Entity({ name: 'accounts' })
 export class Account {
@@ -15,8 +14,11 @@ export class Account {
   @Column({ type: 'text' })
   currency: string;
 
-  /** Minor units. Changed only by the conditional UPDATEs in AccountsService. */
-  @Column({ type: 'bigint', transformer: bigint })
+  /**
+   * Minor units (bigint; read as a number, see data-source.ts). Changed only by
+   * LedgerService.post(), together with the ledger entry that explains it.
+   */
+  @Column({ type: 'bigint' })
   balance: number;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })

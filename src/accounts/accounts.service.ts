@@ -1,14 +1,17 @@
 import { Injectable } from '@nestjs/common';
-import { DomainError, NotFoundError } from '../common/problem.js';
+import { CommittedProblem, NotFoundError } from '../problems/problem.js';
 import { newId } from '../common/ids.js';
 import { type List, page } from '../common/list.js';
-import { MAX_BALANCE } from '../common/money.js';
 import { TransactionHost } from '../database/transaction-host.js';
 import { Account } from './account.entity.js';
 import { type AccountView, toAccountView } from './account.view.js';
 import type { CreateAccountDto } from './dto/create-account.dto.js';
 import type { ListAccountsQuery } from './dto/list-accounts.query.js';
 
+/**
+ * Accounts: opens them and reads them. The balance is not changed here: it moves
+ * only with a ledger entry, through LedgerService.post().
+ */
 @Injectable()
 export class AccountsService {
   constructor(private readonly tx: TransactionHost) {}
@@ -24,16 +27,27 @@ export class AccountsService {
     return toAccountView({ merchantId, id, ...dto, balance: 0, ...row });
   }
 
-  /** The merchant's account, or a 404 domain error (also for another merchant's id). */
+  /** The merchant's account, or a 404 (NotFoundError, also for another merchant's id). */
   async get(merchantId: string, id: string): Promise<Account> {
-    const [row] = await this.tx.query<Account & { balance: string }>(
+    const [row] = await this.tx.query<Account>(
       `SELECT merchant_id AS "merchantId", id, name, currency, balance,
               created_at AS "createdAt", updated_at AS "updatedAt"
          FROM accounts WHERE merchant_id = $1 AND id = $2`,
       [merchantId, id],
     );
     if (!row) throw new NotFoundError('account', id);
-    return { ...row, balance: Number(row.balance) };
+    return row;
+  }
+
+  /**
+   * The merchant's account, checked to hold `currency`: 404 or 422
+   * (CurrencyMismatchError) otherwise. How a movement that did not post finds out
+   * why, when the reason is not the balance.
+   */
+  async getInCurrency(merchantId: string, id: string, currency: string): Promise<Account> {
+    const account = await this.get(merchantId, id);
+    if (account.currency !== currency) throw new CurrencyMismatchError(currency, account);
+    return account;
   }
 
   async list(merchantId: string, query: ListAccountsQuery): Promise<List<AccountView>> {
@@ -43,20 +57,9 @@ export class AccountsService {
       .where('account.merchant_id = :merchantId', { merchantId });
     return page(qb, query, toAccountView);
   }
-
-  /** Adds `amount` unless the balance would pass MAX_BALANCE. Returns the new balance, or null. */
-  async credit(merchantId: string, id: string, amount: number): Promise<number | null> {
-    const [row] = await this.tx.query<{ balance: string }>(
-      `UPDATE accounts SET balance = balance + $3::bigint, updated_at = now()
-        WHERE merchant_id = $1 AND id = $2 AND balance <= $4::bigint - $3::bigint
-       RETURNING balance`,
-      [merchantId, id, amount, MAX_BALANCE],
-    );
-    return row ? Number(row.balance) : null;
-  }
 }
 
-export class CurrencyMismatchError extends DomainError {
+export class CurrencyMismatchError extends CommittedProblem {
   constructor(requested: string, account: Account) {
     super(
       'currency-mismatch',

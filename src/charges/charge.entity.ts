@@ -1,5 +1,4 @@
 import { Column, CreateDateColumn, Entity, PrimaryColumn } from 'typeorm';
-import { bigint } from '../database/bigint.transformer.js';
 
 export type ChargeStatus = 'succeeded' | 'failed';
 
@@ -14,7 +13,7 @@ export class Charge {
   @Column({ name: 'account_id', type: 'text' })
   accountId: string;
 
-  @Column({ type: 'bigint', transformer: bigint })
+  @Column({ type: 'bigint' })
   amount: number;
 
   @Column({ type: 'text' })
@@ -32,7 +31,7 @@ export class Charge {
   @Column({ name: 'failure_code', type: 'text', nullable: true })
   failureCode: string | null;
 
-  @Column({ name: 'amount_refunded', type: 'bigint', transformer: bigint })
+  @Column({ name: 'amount_refunded', type: 'bigint' })
   amountRefunded: number;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })

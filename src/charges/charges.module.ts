@@ -8,5 +8,6 @@ import { ChargesService } from './charges.service.js';
   imports: [AccountsModule, LedgerModule],
   controllers: [ChargesController],
   providers: [ChargesService],
+  exports: [ChargesService],
 })
 export class ChargesModule {}

@@ -1,16 +1,17 @@
 import { Injectable } from '@nestjs/common';
-import { AccountsService, CurrencyMismatchError } from '../accounts/accounts.service.js';
+import { AccountsService } from '../accounts/accounts.service.js';
 import { newId } from '../common/ids.js';
 import { type List, page } from '../common/list.js';
-import { DomainError, NotFoundError } from '../common/problem.js';
 import { TransactionHost } from '../database/transaction-host.js';
+import { LedgerService } from '../ledger/ledger.service.js';
+import { CommittedProblem, NotFoundError } from '../problems/problem.js';
 import { Charge } from './charge.entity.js';
 import { type ChargeView, toChargeView } from './charge.view.js';
 import type { CreateChargeDto } from './dto/create-charge.dto.js';
 import type { ListChargesQuery } from './dto/list-charges.query.js';
 
 /** 402: the charge was recorded as failed; `chargeId` lets the client find it. */
-export class InsufficientFundsError extends DomainError {
+export class InsufficientFundsError extends CommittedProblem {
   constructor(charge: Charge) {
     super(
       'insufficient-funds',
@@ -20,20 +21,27 @@ export class InsufficientFundsError extends DomainError {
   }
 }
 
+const CHARGE_COLUMNS = `merchant_id AS "merchantId", id, account_id AS "accountId", amount, currency,
+  description, metadata, status, failure_code AS "failureCode",
+  amount_refunded AS "amountRefunded", created_at AS "createdAt"`;
+
+/** The charges table: its only writer. */
 @Injectable()
 export class ChargesService {
   constructor(
     private readonly tx: TransactionHost,
     private readonly accounts: AccountsService,
+    private readonly ledger: LedgerService,
   ) {}
 
   /**
-   * Debits the account and records the charge and its ledger entry, in the
-   * request's transaction. Without the funds, the charge is recorded as failed
-   * (no ledger entry, balance untouched) and a 402 domain error is raised.
+   * Debits the account and records the charge, in the request's transaction.
+   * Without the funds, the charge is recorded as failed (no ledger entry, balance
+   * untouched) and a 402 is raised, committed and replayed like a success.
    *
-   * One statement when it succeeds: every round trip costs latency and CPU, and
-   * while the account's row is locked by the debit it holds up other charges on it.
+   * A successful charge costs one statement and no wait of its own: the debit
+   * (LedgerService.post), whose answer decides everything, and the charge's row,
+   * whose answer nobody needs, sent with COMMIT.
    */
   async create(merchantId: string, dto: CreateChargeDto): Promise<ChargeView> {
     const charge = {
@@ -46,38 +54,42 @@ export class ChargesService {
       metadata: dto.metadata ?? {},
       amountRefunded: 0,
     };
-    const succeeded = await this.debitAndRecord({
-      ...charge,
-      status: 'succeeded',
-      failureCode: null,
+    const debit = await this.ledger.post({
+      merchantId,
+      accountId: dto.accountId,
+      currency: dto.currency,
+      type: 'charge',
+      amount: -dto.amount,
+      sourceId: charge.id,
     });
-    if (succeeded) return toChargeView(succeeded);
+    if (debit) {
+      const succeeded: Charge = {
+        ...charge,
+        status: 'succeeded',
+        failureCode: null,
+        createdAt: debit.createdAt,
+      };
+      this.tx.atCommit(INSERT_CHARGE, chargeValues(succeeded));
+      return toChargeView(succeeded);
+    }
 
     // No debit: find out why (unknown account, other currency, or not enough money).
-    const account = await this.accounts.get(merchantId, dto.accountId);
-    if (account.currency !== dto.currency) throw new CurrencyMismatchError(dto.currency, account);
-    const failed = await this.insertFailed({
-      ...charge,
-      status: 'failed',
-      failureCode: 'insufficient_funds',
-    });
-    throw new InsufficientFundsError(failed);
+    await this.accounts.getInCurrency(merchantId, dto.accountId, dto.currency);
+    const failed = { ...charge, status: 'failed', failureCode: 'insufficient_funds' } as const;
+    const [{ createdAt }] = await this.tx.query<{ createdAt: Date }>(
+      `${INSERT_CHARGE} RETURNING created_at AS "createdAt"`,
+      chargeValues(failed),
+    );
+    throw new InsufficientFundsError({ ...failed, createdAt });
   }
 
   async get(merchantId: string, id: string): Promise<ChargeView> {
-    const [row] = await this.tx.query<Charge & { amount: string; amountRefunded: string }>(
-      `SELECT merchant_id AS "merchantId", id, account_id AS "accountId", amount, currency,
-              description, metadata, status, failure_code AS "failureCode",
-              amount_refunded AS "amountRefunded", created_at AS "createdAt"
-         FROM charges WHERE merchant_id = $1 AND id = $2`,
+    const [row] = await this.tx.query<Charge>(
+      `SELECT ${CHARGE_COLUMNS} FROM charges WHERE merchant_id = $1 AND id = $2`,
       [merchantId, id],
     );
     if (!row) throw new NotFoundError('charge', id);
-    return toChargeView({
-      ...row,
-      amount: Number(row.amount),
-      amountRefunded: Number(row.amountRefunded),
-    });
+    return toChargeView(row);
   }
 
   async list(merchantId: string, query: ListChargesQuery): Promise<List<ChargeView>> {
@@ -91,46 +103,38 @@ export class ChargesService {
   }
 
   /**
-   * The debit, the charge and its ledger entry, in one statement. The debit is
-   * the one conditional UPDATE that takes money out of an account: its row lock
-   * serialises concurrent charges on the account, and its WHERE clause re-checks
-   * currency and balance after the lock, so two charges can never spend the same
-   * money. When it matches no row, nothing is written and the result is null.
+   * The charge, its row locked until the transaction ends (FOR UPDATE), or a 404:
+   * refunds of one charge take turns, so together they can never exceed it.
    */
-  private async debitAndRecord(charge: Omit<Charge, 'createdAt'>): Promise<Charge | null> {
-    const [row] = await this.tx.query<{ createdAt: Date }>(
-      `WITH debit AS (
-         UPDATE accounts SET balance = balance - $4::bigint, updated_at = now()
-          WHERE merchant_id = $1 AND id = $3 AND currency = $5 AND balance >= $4::bigint
-         RETURNING balance),
-       charge AS (
-         INSERT INTO charges (merchant_id, id, account_id, amount, currency, description, metadata,
-                              status, failure_code)
-         SELECT $1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9 FROM debit
-         RETURNING merchant_id, id, account_id, amount)
-       INSERT INTO ledger_entries (merchant_id, id, account_id, type, amount, balance_after, source_id)
-       SELECT charge.merchant_id, $10, charge.account_id, 'charge', -charge.amount, debit.balance,
-              charge.id
-         FROM charge, debit
-       RETURNING created_at AS "createdAt"`,
-      [...chargeValues(charge), newId('ledgerEntry')],
+  async getForRefund(merchantId: string, id: string): Promise<Charge> {
+    const [row] = await this.tx.query<Charge>(
+      `SELECT ${CHARGE_COLUMNS} FROM charges WHERE merchant_id = $1 AND id = $2 FOR UPDATE`,
+      [merchantId, id],
     );
-    return row ? { ...charge, createdAt: row.createdAt } : null;
+    if (!row) throw new NotFoundError('charge', id);
+    return row;
   }
 
-  private async insertFailed(charge: Omit<Charge, 'createdAt'>): Promise<Charge> {
-    const [row] = await this.tx.query<{ createdAt: Date }>(
-      `INSERT INTO charges (merchant_id, id, account_id, amount, currency, description, metadata,
-                            status, failure_code)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-       RETURNING created_at AS "createdAt"`,
-      chargeValues(charge),
+  /**
+   * Adds a refund to the charge's running total, sent with COMMIT. The caller
+   * holds the row lock (getForRefund) and has checked the amount; the CHECK
+   * amount_refunded <= amount is the database's own guard.
+   */
+  addRefundedAtCommit(merchantId: string, id: string, amount: number): void {
+    this.tx.atCommit(
+      `UPDATE charges SET amount_refunded = amount_refunded + $3::bigint
+        WHERE merchant_id = $1 AND id = $2`,
+      [merchantId, id, amount],
     );
-    return { ...charge, createdAt: row.createdAt };
   }
 }
 
-function chargeValues(charge: Omit<Charge, 'createdAt'>): unknown[] {
+/** $10, created_at: the debit's time when there was one (the transaction's now()), else now(). */
+const INSERT_CHARGE = `INSERT INTO charges (merchant_id, id, account_id, amount, currency, description,
+                     metadata, status, failure_code, created_at)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10, now()))`;
+
+function chargeValues(charge: Omit<Charge, 'createdAt'> & { createdAt?: Date }): unknown[] {
   return [
     charge.merchantId,
     charge.id,
@@ -141,5 +145,6 @@ function chargeValues(charge: Omit<Charge, 'createdAt'>): unknown[] {
     JSON.stringify(charge.metadata),
     charge.status,
     charge.failureCode,
+    charge.createdAt ?? null,
   ];
 }

@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { DataSource, type DataSourceOptions } from 'typeorm';
 import { Account } from '../accounts/account.entity.js';
 import { Charge } from '../charges/charge.entity.js';
@@ -43,8 +44,23 @@ export function dataSourceOptions(url: string, poolSize = 10): DataSourceOptions
       // Send a statement without waiting for the answer to the previous one; the
       // server answers in order (TransactionHost relies on it to save round trips).
       pipeline: true,
+      types: { getTypeParser: parseInt8AsNumber },
     },
   };
+}
+
+const INT8 = 20;
+
+/**
+ * Every `bigint` column as a JavaScript number, in every query of the pool (raw
+ * SQL and TypeORM's alike), so no service converts by hand. node-postgres returns
+ * them as strings by default, because a number cannot hold every 64-bit integer;
+ * ours can: CHECK constraints keep amounts and balances within
+ * Number.MAX_SAFE_INTEGER, and counts are far below it.
+ */
+function parseInt8AsNumber(oid: number, format?: string): (value: string) => unknown {
+  if (oid === INT8 && format !== 'binary') return Number;
+  return pg.types.getTypeParser(oid, format as 'text');
 }
 
 /** Serialises concurrent start-ups: only one process applies a migration. */

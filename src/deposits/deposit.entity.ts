@@ -1,5 +1,4 @@
 import { Column, CreateDateColumn, Entity, PrimaryColumn } from 'typeorm';
-import { bigint } from '../database/bigint.transformer.js';
 
 @Entity({ name: 'deposits' })
 export class Deposit {
@@ -12,7 +11,7 @@ export class Deposit {
   @Column({ name: 'account_id', type: 'text' })
   accountId: string;
 
-  @Column({ type: 'bigint', transformer: bigint })
+  @Column({ type: 'bigint' })
   amount: number;
 
   @Column({ type: 'text' })

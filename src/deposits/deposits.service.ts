@@ -1,13 +1,13 @@
 import { Injectable } from '@nestjs/common';
-import { CurrencyMismatchError, AccountsService } from '../accounts/accounts.service.js';
+import { AccountsService } from '../accounts/accounts.service.js';
 import { newId } from '../common/ids.js';
-import { DomainError } from '../common/problem.js';
 import { TransactionHost } from '../database/transaction-host.js';
-import { LedgerService } from '../ledger/ledger.service.js';
-import { Deposit } from './deposit.entity.js';
+import { BalanceLimitExceeded, LedgerService } from '../ledger/ledger.service.js';
+import type { Deposit } from './deposit.entity.js';
 import { type DepositView, toDepositView } from './deposit.view.js';
 import type { CreateDepositDto } from './dto/create-deposit.dto.js';
 
+/** The deposits table: its only writer. */
 @Injectable()
 export class DepositsService {
   constructor(
@@ -16,19 +16,13 @@ export class DepositsService {
     private readonly ledger: LedgerService,
   ) {}
 
-  /** Credits the account and records the deposit and its ledger entry, in the request's transaction. */
+  /**
+   * Credits the account and records the deposit, in the request's transaction:
+   * the credit (LedgerService.post) first, whose answer decides, then the
+   * deposit's row, sent with COMMIT.
+   */
   async create(merchantId: string, accountId: string, dto: CreateDepositDto): Promise<DepositView> {
-    const account = await this.accounts.get(merchantId, accountId);
-    if (account.currency !== dto.currency) throw new CurrencyMismatchError(dto.currency, account);
-
-    const balanceAfter = await this.accounts.credit(merchantId, accountId, dto.amount);
-    if (balanceAfter === null) {
-      throw new DomainError(
-        'balance-limit-exceeded',
-        `The deposit would take the balance of ${accountId} above ${Number.MAX_SAFE_INTEGER}.`,
-      );
-    }
-    const deposit: Omit<Deposit, 'createdAt'> = {
+    const deposit = {
       merchantId,
       id: newId('deposit'),
       accountId,
@@ -36,20 +30,33 @@ export class DepositsService {
       currency: dto.currency,
       description: dto.description ?? null,
     };
-    const [row] = await this.tx.query<{ createdAt: Date }>(
-      `INSERT INTO deposits (merchant_id, id, account_id, amount, currency, description)
-       VALUES ($1, $2, $3, $4, $5, $6)
-       RETURNING created_at AS "createdAt"`,
-      [merchantId, deposit.id, accountId, deposit.amount, deposit.currency, deposit.description],
-    );
-    await this.ledger.record({
+    const credit = await this.ledger.post({
       merchantId,
       accountId,
+      currency: dto.currency,
       type: 'deposit',
       amount: dto.amount,
-      balanceAfter,
       sourceId: deposit.id,
     });
-    return toDepositView({ ...deposit, createdAt: row.createdAt });
+    if (!credit) {
+      // Unknown account (404), another currency (422), or too much money.
+      await this.accounts.getInCurrency(merchantId, accountId, dto.currency);
+      throw new BalanceLimitExceeded(accountId, 'deposit');
+    }
+    const recorded: Deposit = { ...deposit, createdAt: credit.createdAt };
+    this.tx.atCommit(
+      `INSERT INTO deposits (merchant_id, id, account_id, amount, currency, description, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+      [
+        merchantId,
+        deposit.id,
+        accountId,
+        dto.amount,
+        dto.currency,
+        deposit.description,
+        credit.createdAt,
+      ],
+    );
+    return toDepositView(recorded);
   }
 }

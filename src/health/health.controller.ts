@@ -1,5 +1,5 @@
 import { Controller, Get } from '@nestjs/common';
-import { ProblemError } from '../common/problem.js';
+import { ProblemError } from '../problems/problem.js';
 import { TransactionHost } from '../database/transaction-host.js';
 import { Public } from '../merchants/public.decorator.js';
 

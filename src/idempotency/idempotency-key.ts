@@ -1,4 +1,4 @@
-import { ProblemError } from '../common/problem.js';
+import { ProblemError } from '../problems/problem.js';
 
 export const MAX_KEY_LENGTH = 255;
 const VISIBLE_ASCII = /^[\x21-\x7e]+$/;

@@ -1,5 +1,5 @@
 import { Controller, Get, Param } from '@nestjs/common';
-import { NotFoundError, ProblemError } from '../common/problem.js';
+import { NotFoundError, ProblemError } from '../problems/problem.js';
 import { MerchantId } from '../merchants/current-merchant.decorator.js';
 import { parseIdempotencyKey } from './idempotency-key.js';
 import { type IdempotencyKeyView, toIdempotencyKeyView } from './idempotency-key.view.js';

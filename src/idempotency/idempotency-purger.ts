@@ -7,16 +7,13 @@ import {
 } from '@nestjs/common';
 import type { AppConfig } from '../config/config.js';
 import { APP_CONFIG } from '../config/config.module.js';
-import { TransactionHost } from '../database/transaction-host.js';
-
-/** Rows deleted per statement: each batch is a short transaction that locks only its own rows. */
-export const PURGE_BATCH_SIZE = 1_000;
+import { IdempotencyService, PURGE_BATCH_SIZE } from './idempotency.service.js';
 
 /**
  * Deletes expired idempotency keys in the background (contract §4.9). Requests
  * never depend on it: an expired key is already treated as unused when it is
- * looked up. Batches skip rows that a request has locked (SKIP LOCKED), so the
- * purge never waits on, or holds up, a request.
+ * looked up. Each batch skips the rows a request has locked (see
+ * IdempotencyService.deleteExpired), so the purge never waits on, or holds up, a request.
  */
 @Injectable()
 export class IdempotencyPurger implements OnApplicationBootstrap, OnModuleDestroy {
@@ -25,7 +22,7 @@ export class IdempotencyPurger implements OnApplicationBootstrap, OnModuleDestro
   private running?: Promise<void>;
 
   constructor(
-    private readonly tx: TransactionHost,
+    private readonly keys: IdempotencyService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -56,19 +53,9 @@ export class IdempotencyPurger implements OnApplicationBootstrap, OnModuleDestro
   async purgeExpired(batchSize = PURGE_BATCH_SIZE): Promise<number> {
     let total = 0;
     for (;;) {
-      const rows = await this.tx.query(
-        `DELETE FROM idempotency_keys
-          WHERE (merchant_id, key) IN (
-                SELECT merchant_id, key FROM idempotency_keys
-                 WHERE expires_at <= now()
-                 ORDER BY expires_at
-                 LIMIT $1
-                   FOR UPDATE SKIP LOCKED)
-         RETURNING 1`,
-        [batchSize],
-      );
-      total += rows.length;
-      if (rows.length < batchSize) return total;
+      const deleted = await this.keys.deleteExpired(batchSize);
+      total += deleted;
+      if (deleted < batchSize) return total;
     }
   }
 }

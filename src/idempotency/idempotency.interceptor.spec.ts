@@ -3,17 +3,17 @@ import type { CallHandler } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { ExecutionContextHost } from '@nestjs/core/helpers/execution-context-host.js';
 import { lastValueFrom, of, throwError } from 'rxjs';
-import { DomainError, ProblemError } from '../common/problem.js';
+import { CommittedProblem, ProblemError } from '../problems/problem.js';
 import type { TransactionHost } from '../database/transaction-host.js';
 import { requestFingerprint } from './fingerprint.js';
 import type { IdempotencyKey } from './idempotency-key.entity.js';
 import { IdempotencyInterceptor } from './idempotency.interceptor.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import type { AppConfig } from '../config/config.js';
-import { type KeyClaim, IdempotencyService, KeyInUse } from './idempotency.service.js';
+import { type KeyedRequest, IdempotencyService, KeyInUse } from './idempotency.service.js';
 import { Idempotent } from './idempotent.decorator.js';
 import type { RecordedResponse } from './recorded-response.js';
-import { RecordedResponseException } from './recorded-response.js';
+import { VerbatimResponse } from '../http/verbatim-response.js';
 
 class Routes {
   @Idempotent({ required: true, location: (body) => `/things/${body.id}` })
@@ -56,9 +56,9 @@ class InMemoryKeys {
     return !this.locked.has(`${merchantId}:${key}`);
   }
   /** Like the real one: the row is written at COMMIT, and a live row makes COMMIT fail. */
-  saveAtCommit(claim: KeyClaim, response: RecordedResponse) {
+  saveAtCommit(request: KeyedRequest, response: RecordedResponse) {
     this.tx.atCommit(() => {
-      const id = `${claim.merchantId}:${claim.key}`;
+      const id = `${request.merchantId}:${request.key}`;
       if (this.stolenBeforeSave) this.rows.set(id, this.stolenBeforeSave);
       if (this.rows.has(id)) {
         throw Object.assign(new Error('duplicate key'), {
@@ -66,18 +66,18 @@ class InMemoryKeys {
           constraint: 'idempotency_keys_pkey',
         });
       }
-      this.rows.set(id, row(claim, response));
+      this.rows.set(id, row(request, response));
     });
   }
 }
 
-function row(claim: KeyClaim, response: RecordedResponse): IdempotencyKey {
+function row(request: KeyedRequest, response: RecordedResponse): IdempotencyKey {
   return {
-    merchantId: claim.merchantId,
-    key: claim.key,
-    requestMethod: claim.method,
-    requestPath: claim.path,
-    fingerprint: claim.fingerprint,
+    merchantId: request.merchantId,
+    key: request.key,
+    requestMethod: request.method,
+    requestPath: request.path,
+    fingerprint: request.fingerprint,
     responseStatus: response.status,
     responseContentType: response.contentType,
     responseBody: response.body,
@@ -268,20 +268,19 @@ describe('IdempotencyInterceptor', () => {
     expect(keys.rows.size).toBe(0);
   });
 
-  it('commits and stores a business outcome (DomainError) and sends it as a recorded 4xx', async () => {
-    const domain = new DomainError('insufficient-funds', 'no money', { chargeId: 'ch_1' });
-    const error = await rejection(run('create', handlerThrowing(domain), 'k1').result);
-    expect(error).toBeInstanceOf(RecordedResponseException);
-    const { response, headers } = error as RecordedResponseException;
-    expect(response.status).toBe(402);
-    expect(response.contentType).toBe('application/problem+json');
-    expect(JSON.parse(response.body)).toMatchObject({
+  it('commits and stores a business outcome (CommittedProblem) and sends it verbatim as a recorded 4xx', async () => {
+    const outcome = new CommittedProblem('insufficient-funds', 'no money', { chargeId: 'ch_1' });
+    const error = await rejection(run('create', handlerThrowing(outcome), 'k1').result);
+    expect(error).toBeInstanceOf(VerbatimResponse);
+    const { status, headers, body } = error as VerbatimResponse;
+    expect(status).toBe(402);
+    expect(headers).toEqual({ 'Content-Type': 'application/problem+json' });
+    expect(JSON.parse(body)).toMatchObject({
       type: '/problems/insufficient-funds',
       chargeId: 'ch_1',
     });
-    expect(headers).toEqual({});
     expect(tx.outcomes).toEqual(['commit']);
-    expect(keys.rows.get('mch_1:k1')?.responseBody).toBe(response.body);
+    expect(keys.rows.get('mch_1:k1')?.responseBody).toBe(body);
   });
 
   it('rolls back and stores nothing on an unexpected error, leaving the key free', async () => {

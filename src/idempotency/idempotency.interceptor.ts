@@ -9,29 +9,38 @@ import { HTTP_CODE_METADATA } from '@nestjs/common/constants.js';
 import { Reflector } from '@nestjs/core';
 import type { FastifyReply } from 'fastify';
 import { defer, lastValueFrom, map, type Observable } from 'rxjs';
-import type { ApiRequest } from '../common/api-request.js';
-import { pathOf } from '../common/http-hooks.js';
-import { DomainError, PROBLEM_CONTENT_TYPE, problemBody, ProblemError } from '../common/problem.js';
+import type { ApiRequest } from '../http/api-request.js';
+import { pathOf } from '../http/request-context.js';
+import { VerbatimResponse } from '../http/verbatim-response.js';
+import {
+  CommittedProblem,
+  PROBLEM_CONTENT_TYPE,
+  problemBody,
+  ProblemError,
+} from '../problems/problem.js';
 import { TransactionHost } from '../database/transaction-host.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { requestFingerprint } from './fingerprint.js';
 import type { IdempotencyKey } from './idempotency-key.entity.js';
 import { parseIdempotencyKey } from './idempotency-key.js';
 import {
-  isKeyAlreadyStored,
-  type KeyClaim,
   IdempotencyService,
+  isKeyAlreadyStored,
+  type KeyedRequest,
   KeyInUse,
 } from './idempotency.service.js';
 import { IDEMPOTENT, type IdempotentOptions } from './idempotent.decorator.js';
 import { preferredWaitSeconds } from './prefer-wait.js';
-import { type RecordedResponse, RecordedResponseException } from './recorded-response.js';
+import type { RecordedResponse } from './recorded-response.js';
 
 interface Outcome {
   response: RecordedResponse;
   replayed: boolean;
-  /** Seconds of `Prefer: wait` honoured, 0 when the client did not ask to wait. */
-  waited: number;
+  /**
+   * The wait the client asked for with `Prefer: wait=N`, in seconds, as honoured
+   * (capped at MAX_WAIT_SECONDS); 0 when it did not ask. Not how long it waited.
+   */
+  preferredWait: number;
 }
 
 /** Pauses between lock probes while waiting (Prefer: wait): 25 ms doubling up to 250 ms. */
@@ -46,7 +55,7 @@ const MAX_PAUSE_MS = 250;
  * 3. otherwise BEGIN, and claim the key with a non-blocking lock (409 if taken,
  *    or, with `Prefer: wait=N`, wait for it without holding a connection);
  * 4. run the handler: its writes join this transaction (its first statement
- *    travels with the claim, and PostgreSQL runs it only if the claim succeeded);
+ *    travels with the request, and PostgreSQL runs it only if the claim succeeded);
  * 5. store the response under the key, and COMMIT: the work and its memory are
  *    one atomic fact. Any unexpected error rolls all of it back, key included.
  */
@@ -93,28 +102,28 @@ export class IdempotencyInterceptor implements NestInterceptor {
         );
       }
       const response = await this.tx.run(() => this.execute(next, options, routeStatus));
-      return { response, replayed: false, waited: 0 };
+      return { response, replayed: false, preferredWait: 0 };
     }
 
     const path = pathOf(req);
-    const claim: KeyClaim = {
+    const request: KeyedRequest = {
       merchantId: req.merchant.id,
       key,
       method: req.method,
       path,
       fingerprint: requestFingerprint(req.method, path, req.body),
     };
-    const waited = preferredWaitSeconds(req.headers.prefer);
-    const deadline = Date.now() + waited * 1_000;
+    const preferredWait = preferredWaitSeconds(req.headers.prefer);
+    const deadline = Date.now() + preferredWait * 1_000;
     for (;;) {
-      const outcome = await this.tryOnce(claim, next, options, routeStatus);
+      const outcome = await this.tryOnce(request, next, options, routeStatus);
       if (outcome) {
         this.metrics.countIdempotency(outcome.replayed ? 'replayed' : 'executed');
-        return { ...outcome, waited };
+        return { ...outcome, preferredWait };
       }
-      if (!(await this.waitForKey(claim, deadline))) {
+      if (!(await this.waitForKey(request, deadline))) {
         this.metrics.countIdempotency('in_use');
-        throw inUse(key, waited);
+        throw inUse(key, preferredWait);
       }
     }
   }
@@ -133,24 +142,24 @@ export class IdempotencyInterceptor implements NestInterceptor {
    * Undefined when another request holds the key.
    */
   private async tryOnce(
-    claim: KeyClaim,
+    request: KeyedRequest,
     next: CallHandler,
     options: IdempotentOptions,
     routeStatus: number,
-  ): Promise<Omit<Outcome, 'waited'> | undefined> {
-    const stored = await this.keys.find(claim.merchantId, claim.key);
-    if (stored) return this.replay(stored, claim);
+  ): Promise<Omit<Outcome, 'preferredWait'> | undefined> {
+    const stored = await this.keys.find(request.merchantId, request.key);
+    if (stored) return this.replay(stored, request);
 
     try {
       const response = await this.tx.run(() =>
-        this.claimAndExecute(claim, next, options, routeStatus),
+        this.claimAndExecute(request, next, options, routeStatus),
       );
       return { response, replayed: false };
     } catch (error) {
       if (error instanceof KeyInUse) return undefined;
       if (!isKeyAlreadyStored(error)) throw error;
-      const winner = await this.keys.find(claim.merchantId, claim.key);
-      return winner ? this.replay(winner, claim) : undefined;
+      const winner = await this.keys.find(request.merchantId, request.key);
+      return winner ? this.replay(winner, request) : undefined;
     }
   }
 
@@ -166,18 +175,18 @@ export class IdempotencyInterceptor implements NestInterceptor {
    * first; the handler's is only looked at once the key is ours.
    */
   private async claimAndExecute(
-    claim: KeyClaim,
+    request: KeyedRequest,
     next: CallHandler,
     options: IdempotentOptions,
     routeStatus: number,
   ): Promise<RecordedResponse> {
     const [claimed, executed] = await Promise.allSettled([
-      this.keys.claim(claim.merchantId, claim.key),
+      this.keys.claim(request.merchantId, request.key),
       this.execute(next, options, routeStatus),
     ]);
     if (claimed.status === 'rejected') throw claimed.reason;
     if (executed.status === 'rejected') throw executed.reason;
-    this.keys.saveAtCommit(claim, executed.value);
+    this.keys.saveAtCommit(request, executed.value);
     return executed.value;
   }
 
@@ -187,14 +196,14 @@ export class IdempotencyInterceptor implements NestInterceptor {
    * (committed: the next try replays it; rolled back: the next try executes);
    * false when the deadline comes first.
    */
-  private async waitForKey(claim: KeyClaim, deadline: number): Promise<boolean> {
+  private async waitForKey(request: KeyedRequest, deadline: number): Promise<boolean> {
     for (
       let pause = FIRST_PAUSE_MS;
       Date.now() + pause < deadline;
       pause = Math.min(pause * 2, MAX_PAUSE_MS)
     ) {
       await sleep(pause);
-      if (await this.keys.isFree(claim.merchantId, claim.key)) return true;
+      if (await this.keys.isFree(request.merchantId, request.key)) return true;
     }
     return false;
   }
@@ -215,7 +224,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
       };
     } catch (error) {
       // Any other error (validation, a bug, a lost connection) rolls back.
-      if (!(error instanceof DomainError)) throw error;
+      if (!(error instanceof CommittedProblem)) throw error;
       return {
         status: error.status,
         contentType: PROBLEM_CONTENT_TYPE,
@@ -225,12 +234,12 @@ export class IdempotencyInterceptor implements NestInterceptor {
     }
   }
 
-  private replay(stored: IdempotencyKey, claim: KeyClaim): Omit<Outcome, 'waited'> {
-    if (stored.fingerprint !== claim.fingerprint) {
+  private replay(stored: IdempotencyKey, request: KeyedRequest): Omit<Outcome, 'preferredWait'> {
+    if (stored.fingerprint !== request.fingerprint) {
       this.metrics.countIdempotency('reused');
       throw new ProblemError(
         'idempotency-key-reused',
-        `Idempotency-Key '${claim.key}' was used for a different request (${stored.requestMethod} ${stored.requestPath} with another body). Use a new key for a new request.`,
+        `Idempotency-Key '${request.key}' was used for a different request (${stored.requestMethod} ${stored.requestPath} with another body). Use a new key for a new request.`,
       );
     }
     return {
@@ -252,31 +261,38 @@ export class IdempotencyInterceptor implements NestInterceptor {
   ): string {
     req.idempotentReplayed = outcome.replayed;
     const { response } = outcome;
-    const headers = outcomeHeaders(outcome);
-    if (response.status !== routeStatus) throw new RecordedResponseException(response, headers);
-    reply.header('Content-Type', response.contentType);
-    if (response.location) reply.header('Location', response.location);
+    const headers = {
+      'Content-Type': response.contentType,
+      ...(response.location ? { Location: response.location } : {}),
+      ...outcomeHeaders(outcome),
+    };
+    if (response.status !== routeStatus) {
+      throw new VerbatimResponse(response.status, headers, response.body);
+    }
     reply.headers(headers);
     return response.body;
   }
 }
 
 /** How a response was arrived at, told in headers. */
-function outcomeHeaders({ replayed, waited }: Outcome): Record<string, string> {
+function outcomeHeaders({ replayed, preferredWait }: Outcome): Record<string, string> {
   return {
     ...(replayed ? { 'Idempotent-Replayed': 'true' } : {}),
-    ...(waited > 0 ? { 'Preference-Applied': `wait=${waited}` } : {}),
+    ...(preferredWait > 0 ? { 'Preference-Applied': `wait=${preferredWait}` } : {}),
   };
 }
 
-function inUse(key: string, waited: number): ProblemError {
+function inUse(key: string, preferredWait: number): ProblemError {
   return new ProblemError(
     'idempotency-key-in-use',
-    waited > 0
-      ? `A request with Idempotency-Key '${key}' was still being processed after ${waited} s. Retry later to get its response.`
+    preferredWait > 0
+      ? `A request with Idempotency-Key '${key}' was still being processed after ${preferredWait} s. Retry later to get its response.`
       : `A request with Idempotency-Key '${key}' is still being processed. Retry after it completes to get its response.`,
     {},
-    { 'Retry-After': '1', ...(waited > 0 ? { 'Preference-Applied': `wait=${waited}` } : {}) },
+    {
+      'Retry-After': '1',
+      ...(preferredWait > 0 ? { 'Preference-Applied': `wait=${preferredWait}` } : {}),
+    },
   );
 }
 

@@ -2,11 +2,13 @@ import { Inject, Injectable } from '@nestjs/common';
 import { createHash } from 'node:crypto';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.js';
+import { isLockNotAvailable, isUniqueViolation } from '../database/database-errors.js';
 import { TransactionHost } from '../database/transaction-host.js';
 import { IdempotencyKey } from './idempotency-key.entity.js';
 import type { RecordedResponse } from './recorded-response.js';
 
-export interface KeyClaim {
+/** A request that carries an Idempotency-Key: what the key names, and what it is bound to. */
+export interface KeyedRequest {
   merchantId: string;
   key: string;
   method: string;
@@ -30,10 +32,10 @@ export class KeyInUse extends Error {
   }
 }
 
-/** SQLSTATE 55P03, raised by claim_idempotency_key when the key is taken. */
-const LOCK_NOT_AVAILABLE = '55P03';
+/** Rows deleted per statement by deleteExpired: a short transaction that locks only its own rows. */
+export const PURGE_BATCH_SIZE = 1_000;
 
-/** Storage of completed idempotent requests. */
+/** The idempotency_keys table: its only writer. Stores completed idempotent requests. */
 @Injectable()
 export class IdempotencyService {
   constructor(
@@ -70,7 +72,7 @@ export class IdempotencyService {
     try {
       await this.tx.query('SELECT claim_idempotency_key($1)', [keyLockId(merchantId, key)]);
     } catch (error) {
-      if ((error as { code?: unknown }).code === LOCK_NOT_AVAILABLE) throw new KeyInUse();
+      if (isLockNotAvailable(error)) throw new KeyInUse();
       throw error;
     }
   }
@@ -96,10 +98,10 @@ export class IdempotencyService {
    * fails with a unique violation (see isKeyAlreadyStored), PostgreSQL rolls the
    * transaction back instead of committing it, and the caller replays that row.
    */
-  saveAtCommit(claim: KeyClaim, response: RecordedResponse): void {
+  saveAtCommit(request: KeyedRequest, response: RecordedResponse): void {
     this.tx.atCommit(
       `DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND expires_at <= now()`,
-      [claim.merchantId, claim.key],
+      [request.merchantId, request.key],
     );
     this.tx.atCommit(
       `INSERT INTO idempotency_keys
@@ -107,11 +109,11 @@ export class IdempotencyService {
           response_content_type, response_body, response_location, expires_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(secs => $10))`,
       [
-        claim.merchantId,
-        claim.key,
-        claim.method,
-        claim.path,
-        claim.fingerprint,
+        request.merchantId,
+        request.key,
+        request.method,
+        request.path,
+        request.fingerprint,
         response.status,
         response.contentType,
         response.body,
@@ -120,10 +122,29 @@ export class IdempotencyService {
       ],
     );
   }
+
+  /**
+   * Deletes up to `batchSize` expired keys in one statement; returns how many.
+   * Rows a request has locked are skipped (SKIP LOCKED): the purge never waits
+   * on a request, nor holds one up.
+   */
+  async deleteExpired(batchSize = PURGE_BATCH_SIZE): Promise<number> {
+    const rows = await this.tx.query(
+      `DELETE FROM idempotency_keys
+        WHERE (merchant_id, key) IN (
+              SELECT merchant_id, key FROM idempotency_keys
+               WHERE expires_at <= now()
+               ORDER BY expires_at
+               LIMIT $1
+                 FOR UPDATE SKIP LOCKED)
+       RETURNING 1`,
+      [batchSize],
+    );
+    return rows.length;
+  }
 }
 
 /** The error saveAtCommit's INSERT raises when a live row for the key exists. */
 export function isKeyAlreadyStored(error: unknown): boolean {
-  const { code, constraint } = (error ?? {}) as { code?: unknown; constraint?: unknown };
-  return code === '23505' && constraint === 'idempotency_keys_pkey';
+  return isUniqueViolation(error, 'idempotency_keys_pkey');
 }

@@ -1,5 +1,4 @@
 import { Column, CreateDateColumn, Entity, PrimaryColumn } from 'typeorm';
-import { bigint } from '../database/bigint.transformer.js';
 
 export type LedgerEntryType = 'deposit' | 'charge' | 'refund';
 
@@ -18,10 +17,10 @@ export class LedgerEntry {
   type: LedgerEntryType;
 
   /** Signed minor units: + credits the account, - debits it. */
-  @Column({ type: 'bigint', transformer: bigint })
+  @Column({ type: 'bigint' })
   amount: number;
 
-  @Column({ name: 'balance_after', type: 'bigint', transformer: bigint })
+  @Column({ name: 'balance_after', type: 'bigint' })
   balanceAfter: number;
 
   /** The deposit, charge or refund this entry records (one entry per source). */

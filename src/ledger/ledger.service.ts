@@ -1,40 +1,71 @@
 import { Injectable } from '@nestjs/common';
 import { newId } from '../common/ids.js';
 import { type List, type ListQuery, page } from '../common/list.js';
+import { MAX_BALANCE } from '../common/money.js';
 import { TransactionHost } from '../database/transaction-host.js';
+import { CommittedProblem } from '../problems/problem.js';
 import { LedgerEntry, type LedgerEntryType } from './ledger-entry.entity.js';
 import { type LedgerEntryView, toLedgerEntryView } from './ledger-entry.view.js';
 
-export interface NewLedgerEntry {
+/** A change of one account's balance, and what caused it. */
+export interface Movement {
   merchantId: string;
   accountId: string;
+  /** The currency of the amount: an account in another currency is not moved. */
+  currency: string;
   type: LedgerEntryType;
-  /** Signed: + credits, - debits. */
+  /** Signed minor units: + credits the account, - debits it. */
   amount: number;
-  balanceAfter: number;
+  /** The deposit, charge or refund that this movement records (one entry per source). */
   sourceId: string;
 }
 
-/** The append-only record of every balance change. */
+/** A movement that was posted: the account's balance after it, and when. */
+export interface Posted {
+  balanceAfter: number;
+  createdAt: Date;
+}
+
+/**
+ * The books: account balances and the append-only ledger that explains them.
+ * This service is the only code that writes either, so that "balance == sum of
+ * its ledger entries" can only be broken in one place.
+ */
 @Injectable()
 export class LedgerService {
   constructor(private readonly tx: TransactionHost) {}
 
-  /** Appends an entry in the current transaction (one per source, enforced by the schema). */
-  async record(entry: NewLedgerEntry): Promise<void> {
-    await this.tx.query(
-      `INSERT INTO ledger_entries (merchant_id, id, account_id, type, amount, balance_after, source_id)
-       VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+  /**
+   * Posts a movement in the request's transaction: the one conditional UPDATE of
+   * the balance and the ledger entry that records it, in one statement. Its WHERE
+   * clause is the check that makes adding safe: the row lock the UPDATE takes
+   * serialises movements of the account, and the balance is tested after the lock,
+   * so two charges can never spend the same money. Null when nothing moved: no such
+   * account (or another merchant's), another currency, or a balance that would
+   * leave [0, MAX_BALANCE]. The caller tells which, off the hot path.
+   */
+  async post(movement: Movement): Promise<Posted | null> {
+    const [row] = await this.tx.query<Posted>(
+      `WITH moved AS (
+         UPDATE accounts SET balance = balance + $5::bigint, updated_at = now()
+          WHERE merchant_id = $1 AND id = $2 AND currency = $3
+            AND balance + $5::bigint BETWEEN 0 AND $8::bigint
+         RETURNING balance)
+       INSERT INTO ledger_entries (merchant_id, id, account_id, type, amount, balance_after, source_id)
+       SELECT $1, $6, $2, $4, $5, moved.balance, $7 FROM moved
+       RETURNING balance_after AS "balanceAfter", created_at AS "createdAt"`,
       [
-        entry.merchantId,
+        movement.merchantId,
+        movement.accountId,
+        movement.currency,
+        movement.type,
+        movement.amount,
         newId('ledgerEntry'),
-        entry.accountId,
-        entry.type,
-        entry.amount,
-        entry.balanceAfter,
-        entry.sourceId,
+        movement.sourceId,
+        MAX_BALANCE,
       ],
     );
+    return row ?? null;
   }
 
   async list(
@@ -50,5 +81,15 @@ export class LedgerService {
         accountId,
       });
     return page(qb, query, toLedgerEntryView);
+  }
+}
+
+/** 422: a credit would take the balance past what a JSON number holds exactly. */
+export class BalanceLimitExceeded extends CommittedProblem {
+  constructor(accountId: string, movement: 'deposit' | 'refund') {
+    super(
+      'balance-limit-exceeded',
+      `The ${movement} would take the balance of ${accountId} above ${MAX_BALANCE}.`,
+    );
   }
 }

@@ -1,7 +1,7 @@
 import { type CanActivate, type ExecutionContext, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import type { ApiRequest } from '../common/api-request.js';
-import { ProblemError } from '../common/problem.js';
+import type { ApiRequest } from '../http/api-request.js';
+import { ProblemError } from '../problems/problem.js';
 import { MerchantsService } from './merchants.service.js';
 import { PUBLIC_ROUTE } from './public.decorator.js';
 

@@ -1,5 +1,5 @@
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
-import type { ApiRequest } from '../common/api-request.js';
+import type { ApiRequest } from '../http/api-request.js';
 
 /** The id of the authenticated merchant: every query a handler makes is scoped by it. */
 export const MerchantId = createParamDecorator(

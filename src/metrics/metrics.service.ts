@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { AppConfig } from '../config/config.js';
 import { APP_CONFIG } from '../config/config.module.js';
@@ -51,12 +52,23 @@ export class MetricsService {
     if (this.enabled) collectDefaultMetrics({ register: this.registry });
   }
 
-  /** Records one answered request. `route` is the route's pattern (/charges/:id), never the raw path. */
-  observeRequest(method: string, route: string, status: number, seconds: number): void {
+  /**
+   * Counts and times every answered request, once its response is sent. The
+   * route is its pattern (/charges/:id), never the raw path: bounded label values,
+   * no ids in metrics.
+   */
+  observeRequests(http: FastifyInstance): void {
     if (!this.enabled) return;
-    const labels = { method, route, status: String(status) };
-    this.requests.inc(labels);
-    this.duration.observe(labels, seconds);
+    http.addHook('onResponse', (req, reply, done) => {
+      const labels = {
+        method: req.method,
+        route: req.routeOptions.url ?? 'unmatched',
+        status: String(reply.statusCode),
+      };
+      this.requests.inc(labels);
+      this.duration.observe(labels, reply.elapsedTime / 1e3);
+      done();
+    });
   }
 
   /** Where http_requests_in_flight reads its value (createApp wires it to InFlightRequests). */

@@ -1,5 +1,4 @@
 import { Column, CreateDateColumn, Entity, PrimaryColumn } from 'typeorm';
-import { bigint } from '../database/bigint.transformer.js';
 
 @Entity({ name: 'refunds' })
 export class Refund {
@@ -15,7 +14,7 @@ export class Refund {
   @Column({ name: 'account_id', type: 'text' })
   accountId: string;
 
-  @Column({ type: 'bigint', transformer: bigint })
+  @Column({ type: 'bigint' })
   amount: number;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })

@@ -1,46 +1,35 @@
 import { Injectable } from '@nestjs/common';
-import { AccountsService } from '../accounts/accounts.service.js';
-import { Charge } from '../charges/charge.entity.js';
+import { ChargesService } from '../charges/charges.service.js';
 import { newId } from '../common/ids.js';
-import { DomainError, NotFoundError } from '../common/problem.js';
 import { TransactionHost } from '../database/transaction-host.js';
-import { LedgerService } from '../ledger/ledger.service.js';
+import { BalanceLimitExceeded, LedgerService } from '../ledger/ledger.service.js';
+import { CommittedProblem } from '../problems/problem.js';
 import type { CreateRefundDto } from './dto/create-refund.dto.js';
-import { Refund } from './refund.entity.js';
+import type { Refund } from './refund.entity.js';
 import { type RefundView, toRefundView } from './refund.view.js';
 
+/** The refunds table: its only writer. */
 @Injectable()
 export class RefundsService {
   constructor(
     private readonly tx: TransactionHost,
-    private readonly accounts: AccountsService,
+    private readonly charges: ChargesService,
     private readonly ledger: LedgerService,
   ) {}
 
   /**
    * Refunds all or part of a succeeded charge: credits its account and records the
-   * refund and its ledger entry, in the request's transaction. The charge's row
-   * lock (FOR UPDATE) serialises refunds of one charge, so concurrent partial
-   * refunds can never add up to more than the charge.
+   * refund, in the request's transaction. The charge's row lock serialises refunds
+   * of one charge, so concurrent partial refunds can never add up to more than it.
+   * Nothing is written until the credit has posted: a refused credit (422) commits
+   * no change to the charge.
    */
   async create(merchantId: string, chargeId: string, dto: CreateRefundDto): Promise<RefundView> {
-    const [row] = await this.tx.query<Charge & { amount: string; amountRefunded: string }>(
-      `SELECT account_id AS "accountId", amount, currency, status, amount_refunded AS "amountRefunded"
-         FROM charges WHERE merchant_id = $1 AND id = $2
-          FOR UPDATE`,
-      [merchantId, chargeId],
-    );
-    const charge = row && {
-      ...row,
-      amount: Number(row.amount),
-      amountRefunded: Number(row.amountRefunded),
-    };
-    if (!charge) throw new NotFoundError('charge', chargeId);
-
+    const charge = await this.charges.getForRefund(merchantId, chargeId);
     const refundable = charge.status === 'succeeded' ? charge.amount - charge.amountRefunded : 0;
     const amount = dto.amount ?? refundable;
     if (charge.status !== 'succeeded' || amount > refundable || amount === 0) {
-      throw new DomainError(
+      throw new CommittedProblem(
         'refund-exceeds-charge',
         charge.status !== 'succeeded'
           ? `Charge ${chargeId} failed; there is nothing to refund.`
@@ -49,39 +38,30 @@ export class RefundsService {
       );
     }
 
-    await this.tx.query(
-      `UPDATE charges SET amount_refunded = amount_refunded + $3::bigint
-        WHERE merchant_id = $1 AND id = $2`,
-      [merchantId, chargeId, amount],
-    );
-    const balanceAfter = await this.accounts.credit(merchantId, charge.accountId, amount);
-    if (balanceAfter === null) {
-      throw new DomainError(
-        'balance-limit-exceeded',
-        `The refund would take the balance of ${charge.accountId} above ${Number.MAX_SAFE_INTEGER}.`,
-      );
-    }
-    const refund: Omit<Refund, 'createdAt'> = {
+    const refund = {
       merchantId,
       id: newId('refund'),
       chargeId,
       accountId: charge.accountId,
       amount,
     };
-    const [inserted] = await this.tx.query<{ createdAt: Date }>(
-      `INSERT INTO refunds (merchant_id, id, charge_id, account_id, amount)
-       VALUES ($1, $2, $3, $4, $5)
-       RETURNING created_at AS "createdAt"`,
-      [merchantId, refund.id, chargeId, charge.accountId, amount],
-    );
-    await this.ledger.record({
+    const credit = await this.ledger.post({
       merchantId,
       accountId: charge.accountId,
+      currency: charge.currency,
       type: 'refund',
       amount,
-      balanceAfter,
       sourceId: refund.id,
     });
-    return toRefundView({ ...refund, createdAt: inserted.createdAt });
+    if (!credit) throw new BalanceLimitExceeded(charge.accountId, 'refund');
+
+    const recorded: Refund = { ...refund, createdAt: credit.createdAt };
+    this.tx.atCommit(
+      `INSERT INTO refunds (merchant_id, id, charge_id, account_id, amount, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6)`,
+      [merchantId, refund.id, chargeId, charge.accountId, amount, credit.createdAt],
+    );
+    this.charges.addRefundedAtCommit(merchantId, chargeId, amount);
+    return toRefundView(recorded);
   }
 }

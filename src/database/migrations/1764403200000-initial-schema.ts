@@ -26,7 +26,7 @@ export class InitialSchema1764403200000 implements MigrationInterface {
       )`);
     await db.query(`
       -- Money is held here. balance changes only through one conditional UPDATE
-      -- per movement (see AccountsService), never read-modify-write.
+      -- per movement (see LedgerService.post), never read-modify-write.
       CREATE TABLE accounts (
         merchant_id text NOT NULL REFERENCES merchants (id) ON DELETE RESTRICT,
         id          text NOT NULL,

@@ -25,8 +25,9 @@ export type ProblemCode = keyof typeof PROBLEMS;
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 
 /**
- * An error with a stable code. Thrown before the handler runs (authentication,
- * key parsing, validation) it rejects the request and nothing is remembered.
+ * An error with a stable code that rejects the request: thrown before the handler
+ * runs (authentication, key parsing, validation) or by it. Its transaction, if
+ * any, rolls back; nothing is remembered, so a retry with the same key executes.
  */
 export class ProblemError extends Error {
   constructor(
@@ -45,13 +46,14 @@ export class ProblemError extends Error {
 }
 
 /**
- * A business outcome decided by a service inside the request's transaction
- * (402, 404, 422). Its transaction commits (a failed charge is a record too) and,
- * on an idempotent route, its response is stored and replayed like a success.
+ * A business outcome that a service decides inside the request's transaction
+ * (402, 404, 422): the transaction is **committed**, not rolled back (a failed
+ * charge is a record too), and on an idempotent route the response is stored
+ * with the key and **replayed** on every retry, like a success.
  */
-export class DomainError extends ProblemError {}
+export class CommittedProblem extends ProblemError {}
 
-export class NotFoundError extends DomainError {
+export class NotFoundError extends CommittedProblem {
   constructor(what: string, id: string) {
     super('not-found', `No ${what} with id '${id}'.`);
   }

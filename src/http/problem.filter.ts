@@ -6,10 +6,11 @@ import {
   Logger,
 } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
-import { RecordedResponseException } from '../idempotency/recorded-response.js';
+import { isDatabaseUnavailable, isUnstorableCharacter } from '../database/database-errors.js';
+import { PROBLEM_CONTENT_TYPE, problemBody, ProblemError } from '../problems/problem.js';
 import type { ApiRequest } from './api-request.js';
-import { pathOf } from './http-hooks.js';
-import { PROBLEM_CONTENT_TYPE, problemBody, ProblemError } from './problem.js';
+import { pathOf } from './request-context.js';
+import { VerbatimResponse } from './verbatim-response.js';
 
 /**
  * The one place where errors become HTTP (RFC 9457 problem details, contract §5).
@@ -26,11 +27,8 @@ export class ProblemFilter implements ExceptionFilter {
     const reply = http.getResponse<FastifyReply>();
     if (reply.sent) return;
 
-    if (exception instanceof RecordedResponseException) {
-      const { response, headers } = exception;
-      reply.code(response.status).header('Content-Type', response.contentType);
-      if (response.location) reply.header('Location', response.location);
-      reply.headers(headers).send(response.body);
+    if (exception instanceof VerbatimResponse) {
+      reply.code(exception.status).headers(exception.headers).send(exception.body);
       return;
     }
 
@@ -64,7 +62,7 @@ export function sendProblem(reply: FastifyReply, problem: ProblemError): void {
 /** Maps anything thrown to a problem: ours as they are, framework and driver errors by kind. */
 export function toProblem(exception: unknown): ProblemError {
   if (exception instanceof ProblemError) return exception;
-  if (databaseCode(exception) === CHARACTER_NOT_IN_REPERTOIRE) {
+  if (isUnstorableCharacter(exception)) {
     // Text PostgreSQL cannot store (a NUL that slipped past the input checks).
     return new ProblemError(
       'validation-failed',
@@ -132,37 +130,4 @@ function clientErrorStatus(exception: unknown): number | undefined {
 function isFastifyError(exception: unknown, codePrefix: string): boolean {
   const code = (exception as { code?: unknown } | null)?.code;
   return exception instanceof Error && typeof code === 'string' && code.startsWith(codePrefix);
-}
-
-const CHARACTER_NOT_IN_REPERTOIRE = '22021';
-
-function databaseCode(exception: unknown): string | undefined {
-  const error = exception as { code?: unknown; driverError?: { code?: unknown } } | null;
-  const code = error?.driverError?.code ?? error?.code;
-  return typeof code === 'string' ? code : undefined;
-}
-
-/** Connection-level failures: the database is down, restarting, full or unreachable. */
-const UNAVAILABLE_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EPIPE',
-  'ENOTFOUND',
-  'EHOSTUNREACH',
-]);
-
-export function isDatabaseUnavailable(exception: unknown): boolean {
-  const error = exception as { code?: unknown; message?: unknown; driverError?: unknown } | null;
-  if (!error || typeof error !== 'object') return false;
-  if (error.driverError && isDatabaseUnavailable(error.driverError)) return true;
-  const code = typeof error.code === 'string' ? error.code : '';
-  // SQLSTATE class 08: connection exception; 57P01-03: shutting down or starting
-  // up; 53300: too many connections.
-  if (code.startsWith('08') || /^57P0[123]$/.test(code) || code === '53300') return true;
-  if (UNAVAILABLE_CODES.has(code)) return true;
-  const message = typeof error.message === 'string' ? error.message : '';
-  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection refused/i.test(
-    message,
-  );
 }

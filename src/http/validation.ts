@@ -1,5 +1,5 @@
 import { ValidationPipe, type ValidationError } from '@nestjs/common';
-import { ProblemError } from './problem.js';
+import { ProblemError } from '../problems/problem.js';
 
 export interface FieldError {
   field: string;

@@ -1,69 +1,10 @@
-import { Logger } from '@nestjs/common';
 import type {
   FastifyInstance,
   FastifyReply,
   FastifyRequest,
   HookHandlerDoneFunction,
 } from 'fastify';
-import { randomUUID } from 'node:crypto';
-import type { MetricsService } from '../metrics/metrics.service.js';
-import type { ApiRequest } from './api-request.js';
-import { ProblemError } from './problem.js';
-
-const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
-const logger = new Logger('HTTP');
-
-/**
- * Gives every request an id (the client's X-Request-Id when it sent a sane one),
- * echoes it, and once the response is sent records it: one JSON log line (route,
- * status, latency, merchant, whether an idempotent response was replayed; never
- * the API key or the body) and the HTTP metrics.
- */
-export function installRequestContext(http: FastifyInstance, metrics: MetricsService): void {
-  http.decorateRequest('requestId', '');
-  http.decorateRequest('merchant', null);
-  http.decorateRequest('idempotentReplayed', false);
-  http.addHook('onRequest', (req: FastifyRequest, reply: FastifyReply, done) => {
-    identify(req as ApiRequest, reply);
-    done();
-  });
-  http.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done) => {
-    const req = request as ApiRequest;
-    // The route's pattern (/charges/:id): bounded label values, no ids in metrics.
-    const route = req.routeOptions.url;
-    metrics.observeRequest(
-      req.method,
-      route ?? 'unmatched',
-      reply.statusCode,
-      reply.elapsedTime / 1e3,
-    );
-    logger.log({
-      msg: 'request',
-      requestId: req.requestId,
-      method: req.method,
-      route: route ?? pathOf(req),
-      status: reply.statusCode,
-      latencyMs: Math.round(reply.elapsedTime * 1e3) / 1e3,
-      merchantId: req.merchant?.id,
-      replayed: req.idempotentReplayed,
-    });
-    done();
-  });
-}
-
-/** Gives the request its id (the client's when sane) and echoes it in X-Request-Id. */
-export function identify(req: ApiRequest, reply: FastifyReply): void {
-  const incoming = req.headers['x-request-id'];
-  req.requestId =
-    typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
-  reply.header('X-Request-Id', req.requestId);
-}
-
-/** The path of the request's URL, without the query string (Express's req.path). */
-export function pathOf(req: FastifyRequest): string {
-  const query = req.url.indexOf('?');
-  return query === -1 ? req.url : req.url.slice(0, query);
-}
+import { ProblemError } from '../problems/problem.js';
 
 /** Contract §5: bodies over 100 kB are refused with 413. */
 export const BODY_LIMIT_BYTES = 100 * 1024;

@@ -1,0 +1,78 @@
+/**
+ * What the errors of PostgreSQL and node-postgres mean to this service, in one
+ * place. PostgreSQL names each error with a SQLSTATE code
+ * (https://www.postgresql.org/docs/current/errcodes-appendix.html); TypeORM wraps
+ * the driver's error in a QueryFailedError that keeps it as `driverError`.
+ */
+const SQLSTATE = {
+  uniqueViolation: '23505',
+  characterNotInRepertoire: '22021',
+  lockNotAvailable: '55P03',
+  tooManyConnections: '53300',
+} as const;
+
+interface DriverError {
+  code?: unknown;
+  constraint?: unknown;
+  message?: unknown;
+  driverError?: unknown;
+}
+
+/** The SQLSTATE (or Node.js error code) of an error, wrapped by TypeORM or not. */
+export function errorCode(error: unknown): string | undefined {
+  const e = error as DriverError | null;
+  const code = (e?.driverError as DriverError | undefined)?.code ?? e?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/**
+ * A unique violation of `constraint`. A sharded PostgreSQL (Citus) reports the
+ * shard's copy of the constraint, named after it with the shard's id appended
+ * (`idempotency_keys_pkey_102191`): that is the same constraint.
+ */
+export function isUniqueViolation(error: unknown, constraint: string): boolean {
+  if (errorCode(error) !== SQLSTATE.uniqueViolation) return false;
+  const e = error as DriverError;
+  const name = (e.driverError as DriverError | undefined)?.constraint ?? e.constraint;
+  if (typeof name !== 'string') return false;
+  return name === constraint || new RegExp(`^${constraint}_\\d+$`).test(name);
+}
+
+/** A lock taken with NOWAIT or a try-function was held by someone else (claim_idempotency_key). */
+export function isLockNotAvailable(error: unknown): boolean {
+  return errorCode(error) === SQLSTATE.lockNotAvailable;
+}
+
+/** Text PostgreSQL cannot store in the database's encoding (a NUL, for one). */
+export function isUnstorableCharacter(error: unknown): boolean {
+  return errorCode(error) === SQLSTATE.characterNotInRepertoire;
+}
+
+/** Node.js's codes for a connection that could not be made or was cut. */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+]);
+
+/**
+ * The database is down, restarting, full or unreachable: not the request's fault,
+ * and nothing was done (503, retry later).
+ */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  if (!error || typeof error !== 'object') return false;
+  const e = error as DriverError;
+  if (e.driverError && isDatabaseUnavailable(e.driverError)) return true;
+  const code = typeof e.code === 'string' ? e.code : '';
+  // Class 08: connection exception; 57P01-03: shutting down or starting up.
+  if (code.startsWith('08') || /^57P0[123]$/.test(code)) return true;
+  if (code === SQLSTATE.tooManyConnections || NETWORK_CODES.has(code)) return true;
+  // node-postgres's own errors carry no code, only a message.
+  const message = typeof e.message === 'string' ? e.message : '';
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection refused/i.test(
+    message,
+  );
+}
