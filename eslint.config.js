@@ -3,13 +3,13 @@ import eslint from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'coverage/', '.data/'] },
+  { ignores: ['dist/', 'build/', 'node_modules/', 'coverage/', '.data/'] },
   eslint.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {
       parserOptions: {
-        projectService: { allowDefaultProject: ['*.js', 'test/support/*.js', 'bench/*.js'] },
+        projectService: { allowDefaultProject: ['*.js', 'test/support/*.js'] },
         tsconfigRootDir: import.meta.dirname,
       },
       globals: {

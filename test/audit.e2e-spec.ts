@@ -1,32 +1,30 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { AUDIT_CHECKS, auditLedger } from '../src/audit/ledger-audit.js';
-import { childEnv, projectRoot } from './support/child-app.js';
-import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
+import { childEnv, projectRoot } from '../lab/api-process.js';
+import { useTestApp } from './support/test-app.js';
 
 /**
  * The auditor must catch what it promises to catch: each check is shown a
  * corruption of real books, inside a transaction that is rolled back afterwards.
  */
-let t: TestApp;
-let api: ApiClient;
+// Not audited after each test: this file corrupts the books on purpose (and rolls back).
+const t = useTestApp({ audit: false });
 let ids: { account: string; charge: string; failed: string; deposit: string; refund: string };
 
 beforeAll(async () => {
-  t = await startTestApp();
-  api = await t.merchant();
-  const account = await api.createAccount();
-  const deposit = await api.post(
+  const account = await t.api.createAccount();
+  const deposit = await t.api.post(
     `/accounts/${account}/deposits`,
     { amount: 5_000, currency: 'USD' },
     randomUUID(),
   );
-  const charge = await api.charge(account, 1_000, randomUUID());
-  const failed = await api.charge(account, 1_000_000, randomUUID());
-  const refund = await api.post(
+  const charge = await t.api.charge(account, 1_000, randomUUID());
+  const failed = await t.api.charge(account, 1_000_000, randomUUID());
+  const refund = await t.api.post(
     `/charges/${charge.body.id}/refunds`,
     { amount: 300 },
     randomUUID(),
@@ -39,7 +37,6 @@ beforeAll(async () => {
     refund: refund.body.id,
   };
 });
-afterAll(() => t.close());
 
 async function auditWith(corruption: string, params: unknown[] = []): Promise<string[]> {
   const client = new pg.Client({ connectionString: t.databaseUrl });
@@ -112,7 +109,7 @@ describe('the auditor', () => {
     const rules = await auditWith(
       `INSERT INTO ledger_entries (merchant_id, id, account_id, type, amount, balance_after, source_id)
        VALUES ($1, 'le_x1', $2, 'charge', -1, 0, $3), ($1, 'le_x2', $2, 'deposit', 1, 0, 'dep_ghost')`,
-      [api.merchantId, ids.account, ids.failed],
+      [t.api.merchantId, ids.account, ids.failed],
     );
     expect(rules).toContain(rule('a failed charge'));
     expect(rules).toContain(rule('every ledger entry records'));

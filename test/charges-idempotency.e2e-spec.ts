@@ -1,28 +1,19 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { requestFingerprint } from '../src/idempotency/fingerprint.js';
-import { ledgerViolations } from './support/invariants.js';
-import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
+import { useTestApp } from './support/test-app.js';
 
-let t: TestApp;
-let api: ApiClient;
-
-beforeAll(async () => {
-  t = await startTestApp();
-  api = await t.merchant();
-});
-afterEach(async () => expect(await ledgerViolations(t.db)).toEqual([]));
-afterAll(() => t.close());
+const t = useTestApp();
 
 const count = async (sql: string, params: unknown[]) =>
   Number((await t.db.query<{ n: string }>(sql, params)).rows[0].n);
 
 describe('first call', () => {
   it('debits the account, answers 201 with the charge and a Location, and is not marked replayed', async () => {
-    const account = await api.fundedAccount(10_000);
+    const account = await t.api.fundedAccount(10_000);
 
-    const res = await api.charge(account, 2_500, randomUUID(), {
+    const res = await t.api.charge(account, 2_500, randomUUID(), {
       description: 'Coffee',
       metadata: { order: '42' },
     });
@@ -43,8 +34,8 @@ describe('first call', () => {
       amountRefunded: 0,
       createdAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
     });
-    expect(await api.balance(account)).toBe(7_500);
-    const got = await api.get(`/charges/${res.body.id}`);
+    expect(await t.api.balance(account)).toBe(7_500);
+    const got = await t.api.get(`/charges/${res.body.id}`);
     expect(got.status).toBe(200);
     expect(got.body).toEqual(res.body);
   });
@@ -54,20 +45,20 @@ describe('replay', () => {
   it('stores and replays keys and bodies full of quotes, backslashes and SQL byte for byte', async () => {
     // Input that breaks any SQL built by pasting text: the key and the stored
     // response must come back exactly as they went in.
-    const account = await api.fundedAccount(10_000);
+    const account = await t.api.fundedAccount(10_000);
     const key = `k'\\'';--"$1${randomUUID()}\\`;
     const description = "O'Brien \\ 'quoted' \\' ); DROP TABLE charges; -- €ü😀";
     const metadata = { "it's": 'a\\b', q: "'';", e: "E'\\x41'" };
 
-    const first = await api.charge(account, 100, key, { description, metadata });
-    const retry = await api.charge(account, 100, key, { description, metadata });
+    const first = await t.api.charge(account, 100, key, { description, metadata });
+    const retry = await t.api.charge(account, 100, key, { description, metadata });
 
     expect(first.status).toBe(201);
     expect(first.body).toMatchObject({ description, metadata });
     expect(retry.status).toBe(201);
     expect(retry.headers['idempotent-replayed']).toBe('true');
     expect(retry.text).toBe(first.text);
-    expect(await api.balance(account)).toBe(9_900);
+    expect(await t.api.balance(account)).toBe(9_900);
     const stored = await t.db.query<{ key: string; response_body: string }>(
       'SELECT key, response_body FROM idempotency_keys WHERE key = $1',
       [key],
@@ -76,43 +67,43 @@ describe('replay', () => {
   });
 
   it('answers a retry with the stored response: same status, byte-identical body, same Location, Idempotent-Replayed: true', async () => {
-    const account = await api.fundedAccount(10_000);
+    const account = await t.api.fundedAccount(10_000);
     const key = randomUUID();
 
-    const first = await api.charge(account, 1_000, key);
-    const retry = await api.charge(account, 1_000, key);
+    const first = await t.api.charge(account, 1_000, key);
+    const retry = await t.api.charge(account, 1_000, key);
 
     expect(retry.status).toBe(first.status);
     expect(retry.text).toBe(first.text);
     expect(retry.headers.location).toBe(first.headers.location);
     expect(retry.headers['content-type']).toBe(first.headers['content-type']);
     expect(retry.headers['idempotent-replayed']).toBe('true');
-    expect(await api.balance(account)).toBe(9_000);
+    expect(await t.api.balance(account)).toBe(9_000);
     expect(await count('SELECT count(*) AS n FROM charges WHERE account_id = $1', [account])).toBe(
       1,
     );
   });
 
   it('treats the bare and the quoted (sf-string) form of a key as the same key', async () => {
-    const account = await api.fundedAccount(10_000);
+    const account = await t.api.fundedAccount(10_000);
     const key = `order-${randomUUID()}`;
 
-    const bare = await api.charge(account, 700, key);
-    const quoted = await api.charge(account, 700, `"${key}"`);
+    const bare = await t.api.charge(account, 700, key);
+    const quoted = await t.api.charge(account, 700, `"${key}"`);
 
     expect(bare.status).toBe(201);
     expect(quoted.status).toBe(201);
     expect(quoted.headers['idempotent-replayed']).toBe('true');
     expect(quoted.text).toBe(bare.text);
-    expect(await api.balance(account)).toBe(9_300);
+    expect(await t.api.balance(account)).toBe(9_300);
   });
 
   it('ignores key order and white space in the body when matching a retry', async () => {
-    const account = await api.fundedAccount(10_000);
+    const account = await t.api.fundedAccount(10_000);
     const key = randomUUID();
-    await api.charge(account, 300, key, { metadata: { a: '1', b: '2' } });
+    await t.api.charge(account, 300, key, { metadata: { a: '1', b: '2' } });
 
-    const reordered = await api
+    const reordered = await t.api
       .post('/charges', undefined, key)
       .set('Content-Type', 'application/json')
       .send(
@@ -121,16 +112,16 @@ describe('replay', () => {
 
     expect(reordered.status).toBe(201);
     expect(reordered.headers['idempotent-replayed']).toBe('true');
-    expect(await api.balance(account)).toBe(9_700);
+    expect(await t.api.balance(account)).toBe(9_700);
   });
 
   it('replays a 402 insufficient-funds even after a later deposit would have covered it', async () => {
-    const account = await api.fundedAccount(100);
+    const account = await t.api.fundedAccount(100);
     const key = randomUUID();
 
-    const first = await api.charge(account, 500, key);
-    await api.deposit(account, 1_000);
-    const retry = await api.charge(account, 500, key);
+    const first = await t.api.charge(account, 500, key);
+    await t.api.deposit(account, 1_000);
+    const retry = await t.api.charge(account, 500, key);
 
     expect(first.status).toBe(402);
     expect(first.headers['content-type']).toMatch(/^application\/problem\+json/);
@@ -142,8 +133,8 @@ describe('replay', () => {
     expect(retry.status).toBe(402);
     expect(retry.text).toBe(first.text);
     expect(retry.headers['idempotent-replayed']).toBe('true');
-    expect(await api.balance(account)).toBe(1_100);
-    const failed = await api.get(`/charges/${first.body.chargeId}`);
+    expect(await t.api.balance(account)).toBe(1_100);
+    const failed = await t.api.get(`/charges/${first.body.chargeId}`);
     expect(failed.body).toMatchObject({
       status: 'failed',
       failureCode: 'insufficient_funds',
@@ -152,24 +143,24 @@ describe('replay', () => {
   });
 
   it('replays a deposit, crediting the account once', async () => {
-    const account = await api.createAccount();
+    const account = await t.api.createAccount();
     const key = randomUUID();
     const body = { amount: 5_000, currency: 'USD', description: 'Top-up' };
 
-    const first = await api.post(`/accounts/${account}/deposits`, body, key);
-    const retry = await api.post(`/accounts/${account}/deposits`, body, key);
+    const first = await t.api.post(`/accounts/${account}/deposits`, body, key);
+    const retry = await t.api.post(`/accounts/${account}/deposits`, body, key);
 
     expect(first.status).toBe(201);
     expect(first.body).toMatchObject({ object: 'deposit', accountId: account, amount: 5_000 });
     expect(retry.headers['idempotent-replayed']).toBe('true');
     expect(retry.text).toBe(first.text);
-    expect(await api.balance(account)).toBe(5_000);
+    expect(await t.api.balance(account)).toBe(5_000);
   });
 
   it('replays an account creation sent with a key, creating one account', async () => {
     const key = randomUUID();
-    const first = await api.post('/accounts', { name: 'Once', currency: 'EUR' }, key);
-    const retry = await api.post('/accounts', { name: 'Once', currency: 'EUR' }, key);
+    const first = await t.api.post('/accounts', { name: 'Once', currency: 'EUR' }, key);
+    const retry = await t.api.post('/accounts', { name: 'Once', currency: 'EUR' }, key);
 
     expect(first.status).toBe(201);
     expect(first.headers.location).toBe(`/accounts/${first.body.id}`);
@@ -181,44 +172,44 @@ describe('replay', () => {
 
 describe('mismatch', () => {
   it('refuses the same key with a different body: 422 idempotency-key-reused, nothing executes', async () => {
-    const account = await api.fundedAccount(10_000);
+    const account = await t.api.fundedAccount(10_000);
     const key = randomUUID();
-    await api.charge(account, 1_000, key);
+    await t.api.charge(account, 1_000, key);
 
-    const res = await api.charge(account, 1_001, key);
+    const res = await t.api.charge(account, 1_001, key);
 
     expect(res.status).toBe(422);
     expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
     expect(res.body.type).toBe('/problems/idempotency-key-reused');
-    expect(await api.balance(account)).toBe(9_000);
+    expect(await t.api.balance(account)).toBe(9_000);
   });
 
   it('refuses the same key on a different path: 422, nothing executes', async () => {
-    const account = await api.fundedAccount(10_000);
+    const account = await t.api.fundedAccount(10_000);
     const key = randomUUID();
-    await api.post(`/accounts/${account}/deposits`, { amount: 1_000, currency: 'USD' }, key);
+    await t.api.post(`/accounts/${account}/deposits`, { amount: 1_000, currency: 'USD' }, key);
 
-    const res = await api.charge(account, 1_000, key);
+    const res = await t.api.charge(account, 1_000, key);
 
     expect(res.status).toBe(422);
     expect(res.body.type).toBe('/problems/idempotency-key-reused');
-    expect(await api.balance(account)).toBe(11_000);
+    expect(await t.api.balance(account)).toBe(11_000);
   });
 });
 
 describe('key required and well-formed', () => {
   it('answers 400 idempotency-key-missing on a charge without a key, and moves nothing', async () => {
-    const account = await api.fundedAccount(1_000);
-    const res = await api.charge(account, 100, undefined);
+    const account = await t.api.fundedAccount(1_000);
+    const res = await t.api.charge(account, 100, undefined);
 
     expect(res.status).toBe(400);
     expect(res.body.type).toBe('/problems/idempotency-key-missing');
-    expect(await api.balance(account)).toBe(1_000);
+    expect(await t.api.balance(account)).toBe(1_000);
   });
 
   it('answers 400 idempotency-key-missing on a deposit without a key', async () => {
-    const account = await api.createAccount();
-    const res = await api.post(`/accounts/${account}/deposits`, { amount: 1, currency: 'USD' });
+    const account = await t.api.createAccount();
+    const res = await t.api.post(`/accounts/${account}/deposits`, { amount: 1, currency: 'USD' });
     expect(res.status).toBe(400);
     expect(res.body.type).toBe('/problems/idempotency-key-missing');
   });
@@ -232,38 +223,38 @@ describe('key required and well-formed', () => {
     ['a non-ASCII character', 'clé'],
     ['parameters after the string', '"abc";x=1'],
   ])('answers 400 idempotency-key-invalid for %s', async (_, key) => {
-    const account = await api.fundedAccount(1_000);
-    const res = await api.charge(account, 100, key);
+    const account = await t.api.fundedAccount(1_000);
+    const res = await t.api.charge(account, 100, key);
     expect(res.status).toBe(400);
     expect(res.body.type).toBe('/problems/idempotency-key-invalid');
-    expect(await api.balance(account)).toBe(1_000);
+    expect(await t.api.balance(account)).toBe(1_000);
   });
 
   it('does not consume the key when validation fails: the corrected request with the same key executes', async () => {
-    const account = await api.fundedAccount(1_000);
+    const account = await t.api.fundedAccount(1_000);
     const key = randomUUID();
 
-    const bad = await api.post(
+    const bad = await t.api.post(
       '/charges',
       { accountId: account, amount: 1.5, currency: 'USD' },
       key,
     );
-    const good = await api.charge(account, 100, key);
+    const good = await t.api.charge(account, 100, key);
 
     expect(bad.status).toBe(400);
     expect(bad.body.type).toBe('/problems/validation-failed');
     expect(bad.body.errors).toContainEqual({ field: 'amount', message: expect.any(String) });
     expect(good.status).toBe(201);
     expect(good.headers['idempotent-replayed']).toBeUndefined();
-    expect(await api.balance(account)).toBe(900);
+    expect(await t.api.balance(account)).toBe(900);
   });
 });
 
 describe('business outcomes are stored with the key', () => {
   it('stores a 404 for an unknown account and replays it', async () => {
     const key = randomUUID();
-    const first = await api.charge('acct_unknown', 100, key);
-    const retry = await api.charge('acct_unknown', 100, key);
+    const first = await t.api.charge('acct_unknown', 100, key);
+    const retry = await t.api.charge('acct_unknown', 100, key);
     expect(first.status).toBe(404);
     expect(first.body.type).toBe('/problems/not-found');
     expect(retry.status).toBe(404);
@@ -272,15 +263,15 @@ describe('business outcomes are stored with the key', () => {
   });
 
   it('stores a 422 currency-mismatch and leaves the balance alone', async () => {
-    const account = await api.fundedAccount(1_000, 'EUR');
-    const res = await api.post(
+    const account = await t.api.fundedAccount(1_000, 'EUR');
+    const res = await t.api.post(
       '/charges',
       { accountId: account, amount: 100, currency: 'USD' },
       randomUUID(),
     );
     expect(res.status).toBe(422);
     expect(res.body.type).toBe('/problems/currency-mismatch');
-    expect(await api.balance(account)).toBe(1_000);
+    expect(await t.api.balance(account)).toBe(1_000);
   });
 });
 
@@ -289,7 +280,7 @@ describe('a key stored by someone else while this request runs', () => {
     // The window: another request with the key commits between our lookup and our
     // lock. Forced here without test code in the app: a trigger makes our charge
     // wait on a lock the test holds; meanwhile the test commits the "winner's" row.
-    const account = await api.fundedAccount(10_000);
+    const account = await t.api.fundedAccount(10_000);
     const key = randomUUID();
     const body = { accountId: account, amount: 667, currency: 'USD' };
     await t.db.query(`
@@ -301,7 +292,7 @@ describe('a key stored by someone else while this request runs', () => {
       CREATE TRIGGER hold_charge BEFORE INSERT ON charges
         FOR EACH ROW EXECUTE FUNCTION hold_charge();`);
     // The winner's response: a real charge, made before the gate closes.
-    const winner = await api.charge(account, 667, randomUUID());
+    const winner = await t.api.charge(account, 667, randomUUID());
     expect(winner.status).toBe(201);
     const gate = new pg.Client({ connectionString: t.databaseUrl });
     await gate.connect();
@@ -309,7 +300,7 @@ describe('a key stored by someone else while this request runs', () => {
       await gate.query('BEGIN');
       await gate.query('SELECT pg_advisory_xact_lock(667)');
 
-      const pending = api.charge(account, 667, key).then((res) => res);
+      const pending = t.api.charge(account, 667, key).then((res) => res);
       await untilWaitingOnLock(667);
       await t.db.query(
         `INSERT INTO idempotency_keys (merchant_id, key, request_method, request_path, fingerprint,
@@ -317,7 +308,7 @@ describe('a key stored by someone else while this request runs', () => {
          VALUES ($1, $2, 'POST', '/charges', $3, 201, 'application/json', $4, $5,
                  now() + interval '1 hour')`,
         [
-          api.merchantId,
+          t.api.merchantId,
           key,
           requestFingerprint('POST', '/charges', body),
           winner.text,
@@ -330,7 +321,7 @@ describe('a key stored by someone else while this request runs', () => {
       expect(res.status).toBe(201);
       expect(res.headers['idempotent-replayed']).toBe('true');
       expect(res.text).toBe(winner.text);
-      expect(await api.balance(account)).toBe(10_000 - 667);
+      expect(await t.api.balance(account)).toBe(10_000 - 667);
       expect(
         await count('SELECT count(*) AS n FROM charges WHERE account_id = $1', [account]),
       ).toBe(1);

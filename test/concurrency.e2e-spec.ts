@@ -1,24 +1,15 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
-import { ledgerViolations } from './support/invariants.js';
-import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
+import { useTestApp } from './support/test-app.js';
 
-let t: TestApp;
-let api: ApiClient;
-
-beforeAll(async () => {
-  t = await startTestApp();
-  api = await t.merchant();
-});
-afterEach(async () => expect(await ledgerViolations(t.db)).toEqual([]));
-afterAll(() => t.close());
+const t = useTestApp();
 
 /** POST /charges with fetch, so that many requests are really in flight at once. */
 async function charge(accountId: string, amount: number, key: string) {
   const res = await fetch(`${t.baseUrl}/charges`, {
     method: 'POST',
     headers: {
-      Authorization: `Bearer ${api.apiKey}`,
+      Authorization: `Bearer ${t.api.apiKey}`,
       'Content-Type': 'application/json',
       'Idempotency-Key': key,
     },
@@ -34,7 +25,7 @@ async function charge(accountId: string, amount: number, key: string) {
 
 describe('concurrent duplicates', () => {
   it('executes 50 simultaneous identical requests once; the others replay it or get 409 with Retry-After', async () => {
-    const account = await api.fundedAccount(10_000);
+    const account = await t.api.fundedAccount(10_000);
     const key = randomUUID();
 
     const results = await Promise.all(
@@ -51,7 +42,7 @@ describe('concurrent duplicates', () => {
       expect(r.retryAfter).toBe('1');
       expect(JSON.parse(r.body).type).toBe('/problems/idempotency-key-in-use');
     }
-    expect(await api.balance(account)).toBe(9_000);
+    expect(await t.api.balance(account)).toBe(9_000);
     const { rows } = await t.db.query(
       'SELECT count(*)::int AS n FROM charges WHERE account_id = $1',
       [account],
@@ -62,7 +53,7 @@ describe('concurrent duplicates', () => {
 
 describe('oversubscribed balance', () => {
   it('lets exactly the affordable 100 of 120 concurrent distinct charges succeed, and the balance ends at 0', async () => {
-    const account = await api.fundedAccount(10_000);
+    const account = await t.api.fundedAccount(10_000);
 
     const results = await Promise.all(
       Array.from({ length: 120 }, () => charge(account, 100, randomUUID())),
@@ -70,7 +61,7 @@ describe('oversubscribed balance', () => {
 
     expect(results.filter((r) => r.status === 201)).toHaveLength(100);
     expect(results.filter((r) => r.status === 402)).toHaveLength(20);
-    expect(await api.balance(account)).toBe(0);
+    expect(await t.api.balance(account)).toBe(0);
     const { rows } = await t.db.query(
       `SELECT status, count(*)::int AS n FROM charges WHERE account_id = $1 GROUP BY status ORDER BY status`,
       [account],

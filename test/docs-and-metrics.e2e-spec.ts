@@ -1,20 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import SwaggerParser from '@apidevtools/swagger-parser';
 import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { parse } from 'yaml';
 import { openApiPath } from './support/openapi.js';
-import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
+import { useTestApp, startTestApp } from './support/test-app.js';
 
-let t: TestApp;
-let api: ApiClient;
-
-beforeAll(async () => {
-  t = await startTestApp();
-  api = await t.merchant();
-});
-afterAll(() => t.close());
+const t = useTestApp();
 
 describe('openapi.yaml', () => {
   it('is a valid OpenAPI 3.1 document (swagger-parser: schema and $refs)', async () => {
@@ -80,15 +73,15 @@ describe('/metrics', () => {
   });
 
   it('counts requests by route pattern and status, and idempotency outcomes', async () => {
-    const account = await api.fundedAccount(1_000);
+    const account = await t.api.fundedAccount(1_000);
     const before = await snapshot();
     const key = randomUUID();
-    const charge = await api.charge(account, 10, key);
-    await api.charge(account, 10, key);
-    await api.charge(account, 11, key);
-    await api.charge(account, 10, undefined);
-    await api.charge(account, 10, '"bad');
-    await api.get(`/charges/${charge.body.id}`);
+    const charge = await t.api.charge(account, 10, key);
+    await t.api.charge(account, 10, key);
+    await t.api.charge(account, 11, key);
+    await t.api.charge(account, 10, undefined);
+    await t.api.charge(account, 10, '"bad');
+    await t.api.get(`/charges/${charge.body.id}`);
 
     const res = await request(t.baseUrl).get('/metrics');
     expect(res.status).toBe(200);

@@ -1,21 +1,13 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import request from 'supertest';
 import { keyLockId } from '../src/idempotency/idempotency.service.js';
-import { ledgerViolations } from './support/invariants.js';
-import { TcpProxy } from './support/tcp-proxy.js';
-import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
+import { FaultyProxy } from '../lab/faulty-proxy.js';
+import { onPort } from './support/databases.js';
+import { useTestApp, startTestApp } from './support/test-app.js';
 
-let t: TestApp;
-let api: ApiClient;
-
-beforeAll(async () => {
-  t = await startTestApp();
-  api = await t.merchant();
-});
-afterEach(async () => expect(await ledgerViolations(t.db)).toEqual([]));
-afterAll(() => t.close());
+const t = useTestApp();
 
 /** Every error is RFC 9457 problem+json with a stable code in `type`, and has a request id. */
 function expectProblem(res: request.Response, status: number, code: string): void {
@@ -32,7 +24,7 @@ function expectProblem(res: request.Response, status: number, code: string): voi
 
 describe('400 validation-failed', () => {
   it('lists every invalid field, unknown fields included', async () => {
-    const res = await api.post(
+    const res = await t.api.post(
       '/charges',
       { accountId: 7, amount: '100', currency: 'usd', colour: 'red' },
       randomUUID(),
@@ -56,20 +48,20 @@ describe('400 validation-failed', () => {
     ['a metadata key over 40 characters', { metadata: { ['k'.repeat(41)]: 'v' } }],
     ['metadata as an array', { metadata: ['a'] }],
   ])('refuses %s', async (_, override) => {
-    const account = await api.fundedAccount(1_000);
-    const res = await api.post(
+    const account = await t.api.fundedAccount(1_000);
+    const res = await t.api.post(
       '/charges',
       { accountId: account, amount: 100, currency: 'USD', ...override },
       randomUUID(),
     );
     expectProblem(res, 400, 'validation-failed');
-    expect(await api.balance(account)).toBe(1_000);
+    expect(await t.api.balance(account)).toBe(1_000);
   });
 
   it.each(['[]', '"text"', '42', 'null'])(
     'refuses a JSON body that is not an object: %s',
     async (body) => {
-      const res = await api
+      const res = await t.api
         .post('/charges', undefined, randomUUID())
         .set('Content-Type', 'application/json')
         .send(body);
@@ -81,7 +73,7 @@ describe('400 validation-failed', () => {
   it.each(['limit=0', 'limit=101', 'limit=abc', 'limit=1.5', 'startingAfter=ch_nope', 'color=red'])(
     'refuses the query %s',
     async (query) => {
-      const res = await api.get(`/charges?${query}`);
+      const res = await t.api.get(`/charges?${query}`);
       expectProblem(res, 400, 'validation-failed');
       expect(res.body.errors.length).toBeGreaterThan(0);
     },
@@ -89,17 +81,17 @@ describe('400 validation-failed', () => {
 
   it('refuses account names and currencies out of range', async () => {
     expectProblem(
-      await api.post('/accounts', { name: '', currency: 'USD' }),
+      await t.api.post('/accounts', { name: '', currency: 'USD' }),
       400,
       'validation-failed',
     );
     expectProblem(
-      await api.post('/accounts', { name: 'x'.repeat(101), currency: 'USD' }),
+      await t.api.post('/accounts', { name: 'x'.repeat(101), currency: 'USD' }),
       400,
       'validation-failed',
     );
     expectProblem(
-      await api.post('/accounts', { name: 'A', currency: 'US' }),
+      await t.api.post('/accounts', { name: 'A', currency: 'US' }),
       400,
       'validation-failed',
     );
@@ -119,7 +111,7 @@ describe('hostile input gets a 4xx, never a 500', () => {
     ],
     ['a NUL in a string', '{"accountId":"a\\u0000b","amount":1,"currency":"USD"}'],
   ])('refuses %s with 400 validation-failed', async (_, body) => {
-    const res = await api
+    const res = await t.api
       .post('/charges', undefined, randomUUID())
       .set('Content-Type', 'application/json')
       .send(body);
@@ -129,14 +121,14 @@ describe('hostile input gets a 4xx, never a 500', () => {
   it.each(['/accounts/a%00b', '/charges?accountId=a%00b', '/charges/%FF'])(
     'refuses the URL %s with 400',
     async (url) => {
-      expectProblem(await api.get(url), 400, 'validation-failed');
+      expectProblem(await t.api.get(url), 400, 'validation-failed');
     },
   );
 });
 
 describe('400 malformed-json', () => {
   it('answers a body that is not JSON', async () => {
-    const res = await api
+    const res = await t.api
       .post('/charges', undefined, randomUUID())
       .set('Content-Type', 'application/json')
       .send('{"amount": ');
@@ -160,15 +152,15 @@ describe('401 unauthorized', () => {
 
 describe('404 not-found', () => {
   it('answers unknown routes and unknown resources', async () => {
-    expectProblem(await api.get('/nowhere'), 404, 'not-found');
-    expectProblem(await api.get('/accounts/acct_does_not_exist'), 404, 'not-found');
-    expectProblem(await api.get('/charges/ch_does_not_exist'), 404, 'not-found');
+    expectProblem(await t.api.get('/nowhere'), 404, 'not-found');
+    expectProblem(await t.api.get('/accounts/acct_does_not_exist'), 404, 'not-found');
+    expectProblem(await t.api.get('/charges/ch_does_not_exist'), 404, 'not-found');
     // Longer than the router's default limit for a path parameter (it would answer 414).
-    expectProblem(await api.get(`/charges/ch_${'x'.repeat(300)}`), 404, 'not-found');
+    expectProblem(await t.api.get(`/charges/ch_${'x'.repeat(300)}`), 404, 'not-found');
   });
 
   it('treats a trailing slash as absent', async () => {
-    const res = await api.get('/accounts/');
+    const res = await t.api.get('/accounts/');
     expect(res.status).toBe(200);
     expect(res.body.object).toBe('list');
   });
@@ -176,7 +168,7 @@ describe('404 not-found', () => {
 
 describe('409 idempotency-key-in-use', () => {
   it('answers at once, with Retry-After: 1, while the original still holds the key', async () => {
-    const account = await api.fundedAccount(1_000);
+    const account = await t.api.fundedAccount(1_000);
     const key = randomUUID();
     // Play the original: hold the key's lock in an open transaction.
     const holder = new pg.Client({ connectionString: t.databaseUrl });
@@ -184,23 +176,23 @@ describe('409 idempotency-key-in-use', () => {
     try {
       await holder.query('BEGIN');
       await holder.query('SELECT pg_advisory_xact_lock($1)', [
-        keyLockId(api.merchantId, key).toString(),
+        keyLockId(t.api.merchantId, key).toString(),
       ]);
       // ...and the account's row: the charge's debit travels with the claim on the
       // key, so if PostgreSQL ran it despite the failed claim, it would wait here.
       await holder.query('SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE', [account]);
 
-      const res = await api.charge(account, 100, key);
+      const res = await t.api.charge(account, 100, key);
 
       expectProblem(res, 409, 'idempotency-key-in-use');
       expect(res.headers['retry-after']).toBe('1');
-      expect(await api.balance(account)).toBe(1_000);
+      expect(await t.api.balance(account)).toBe(1_000);
     } finally {
       await holder.query('ROLLBACK');
       await holder.end();
     }
     // Once the holder is gone, the key is free: nothing was stored by the 409.
-    const after = await api.charge(account, 100, key);
+    const after = await t.api.charge(account, 100, key);
     expect(after.status).toBe(201);
     expect(after.headers['idempotent-replayed']).toBeUndefined();
   });
@@ -208,14 +200,14 @@ describe('409 idempotency-key-in-use', () => {
 
 describe('413 payload-too-large', () => {
   it('refuses a body over 100 kB', async () => {
-    const res = await api.post('/charges', { description: 'x'.repeat(110_000) }, randomUUID());
+    const res = await t.api.post('/charges', { description: 'x'.repeat(110_000) }, randomUUID());
     expectProblem(res, 413, 'payload-too-large');
   });
 });
 
 describe('415 unsupported-media-type', () => {
   it('refuses a body that is not declared as JSON', async () => {
-    const res = await api
+    const res = await t.api
       .post('/charges', undefined, randomUUID())
       .set('Content-Type', 'text/plain')
       .send('amount=100');
@@ -223,12 +215,12 @@ describe('415 unsupported-media-type', () => {
   });
 
   it('refuses form-encoded bodies', async () => {
-    const res = await api.post('/accounts').type('form').send({ name: 'A', currency: 'USD' });
+    const res = await t.api.post('/accounts').type('form').send({ name: 'A', currency: 'USD' });
     expectProblem(res, 415, 'unsupported-media-type');
   });
 
   it('refuses JSON in another charset than UTF-8', async () => {
-    const res = await api
+    const res = await t.api
       .post('/accounts')
       .set('Content-Type', 'application/json; charset=latin1')
       .send(JSON.stringify({ name: 'A', currency: 'USD' }));
@@ -237,7 +229,7 @@ describe('415 unsupported-media-type', () => {
 
   it('reads the +json types and explicit UTF-8 as JSON', async () => {
     for (const type of ['application/merge-patch+json', 'application/json; charset=UTF-8']) {
-      const res = await api
+      const res = await t.api
         .post('/accounts')
         .set('Content-Type', type)
         .send(JSON.stringify({ name: 'A', currency: 'USD' }));
@@ -247,7 +239,7 @@ describe('415 unsupported-media-type', () => {
 
   it('does not mind the Content-Type of a POST without a body', async () => {
     for (const type of ['text/plain', 'application/json']) {
-      const res = await api.post('/accounts').set('Content-Type', type);
+      const res = await t.api.post('/accounts').set('Content-Type', type);
       // Validation of the missing fields, not a 415 or a JSON parse error.
       expect({ type, status: res.status }).toEqual({ type, status: 400 });
       expectProblem(res, 400, 'validation-failed');
@@ -271,7 +263,7 @@ describe('422 balance-limit-exceeded', () => {
          RETURNING id, amount)
        INSERT INTO ledger_entries (merchant_id, id, account_id, type, amount, balance_after, source_id)
        SELECT $1, 'le_' || d.id, $2, 'deposit', d.amount, d.amount, d.id FROM d`,
-      [api.merchantId, account, rest],
+      [t.api.merchantId, account, rest],
     );
     await t.db.query('UPDATE accounts SET balance = $1 WHERE id = $2 AND balance = 0', [
       Number.MAX_SAFE_INTEGER - headroom,
@@ -280,15 +272,15 @@ describe('422 balance-limit-exceeded', () => {
   }
 
   it('refuses a deposit that would take the balance above Number.MAX_SAFE_INTEGER', async () => {
-    const account = await api.createAccount();
+    const account = await t.api.createAccount();
     await fillUpTo(account, 10);
 
-    const res = await api.post(
+    const res = await t.api.post(
       `/accounts/${account}/deposits`,
       { amount: 11, currency: 'USD' },
       randomUUID(),
     );
-    const ok = await api.post(
+    const ok = await t.api.post(
       `/accounts/${account}/deposits`,
       { amount: 10, currency: 'USD' },
       randomUUID(),
@@ -296,36 +288,36 @@ describe('422 balance-limit-exceeded', () => {
 
     expectProblem(res, 422, 'balance-limit-exceeded');
     expect(ok.status).toBe(201);
-    expect(await api.balance(account)).toBe(Number.MAX_SAFE_INTEGER);
+    expect(await t.api.balance(account)).toBe(Number.MAX_SAFE_INTEGER);
   });
 
   it('refuses a refund that would, and then the charge still has all of it to refund', async () => {
-    const account = await api.fundedAccount(1_000);
-    const charge = await api.charge(account, 1_000, randomUUID());
+    const account = await t.api.fundedAccount(1_000);
+    const charge = await t.api.charge(account, 1_000, randomUUID());
     await fillUpTo(account, 10);
 
-    const res = await api.post(`/charges/${charge.body.id}/refunds`, { amount: 11 }, randomUUID());
+    const res = await t.api.post(
+      `/charges/${charge.body.id}/refunds`,
+      { amount: 11 },
+      randomUUID(),
+    );
 
     expectProblem(res, 422, 'balance-limit-exceeded');
     // The refused refund is a committed outcome: nothing of it may be committed with it.
-    expect((await api.get(`/charges/${charge.body.id}`)).body.amountRefunded).toBe(0);
-    const ok = await api.post(`/charges/${charge.body.id}/refunds`, { amount: 10 }, randomUUID());
+    expect((await t.api.get(`/charges/${charge.body.id}`)).body.amountRefunded).toBe(0);
+    const ok = await t.api.post(`/charges/${charge.body.id}/refunds`, { amount: 10 }, randomUUID());
     expect(ok.status).toBe(201);
-    expect((await api.get(`/charges/${charge.body.id}`)).body.amountRefunded).toBe(10);
-    expect(await api.balance(account)).toBe(Number.MAX_SAFE_INTEGER);
+    expect((await t.api.get(`/charges/${charge.body.id}`)).body.amountRefunded).toBe(10);
+    expect(await t.api.balance(account)).toBe(Number.MAX_SAFE_INTEGER);
   });
 });
 
 describe('503 service-unavailable', () => {
   it('answers 503 with Retry-After when the database is unreachable, and recovers when it is back', async () => {
     const target = Number(new URL(t.databaseUrl).port);
-    const dbProxy = await TcpProxy.start(target);
+    const dbProxy = await FaultyProxy.start(target);
     const viaProxy = await startTestApp({
-      appDatabaseUrl: (url) => {
-        const u = new URL(url);
-        u.port = String(dbProxy.port);
-        return u.toString();
-      },
+      appDatabaseUrl: (url) => onPort(url, dbProxy.port),
     });
     try {
       const merchant = await viaProxy.merchant();

@@ -1,27 +1,19 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import { IdempotencyPurger } from '../src/idempotency/idempotency-purger.js';
 import { ledgerViolations } from './support/invariants.js';
-import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
+import { useTestApp, startTestApp } from './support/test-app.js';
 
-let t: TestApp;
-let api: ApiClient;
-
-beforeAll(async () => {
-  t = await startTestApp();
-  api = await t.merchant();
-});
-afterEach(async () => expect(await ledgerViolations(t.db)).toEqual([]));
-afterAll(() => t.close());
+const t = useTestApp();
 
 describe('GET /idempotency-keys/{key}', () => {
   it('shows what a completed key remembers, in either key form', async () => {
-    const account = await api.fundedAccount(1_000);
+    const account = await t.api.fundedAccount(1_000);
     const key = `intro-${randomUUID()}`;
-    await api.charge(account, 100, key);
+    await t.api.charge(account, 100, key);
 
-    const bare = await api.get(`/idempotency-keys/${key}`);
-    const quoted = await api.get(`/idempotency-keys/${encodeURIComponent(`"${key}"`)}`);
+    const bare = await t.api.get(`/idempotency-keys/${key}`);
+    const quoted = await t.api.get(`/idempotency-keys/${encodeURIComponent(`"${key}"`)}`);
 
     expect(bare.status).toBe(200);
     expect(bare.body).toEqual({
@@ -40,24 +32,24 @@ describe('GET /idempotency-keys/{key}', () => {
 
   it('records a stored business error with its status', async () => {
     const key = randomUUID();
-    await api.charge('acct_missing', 100, key);
-    expect((await api.get(`/idempotency-keys/${key}`)).body.responseStatus).toBe(404);
+    await t.api.charge('acct_missing', 100, key);
+    expect((await t.api.get(`/idempotency-keys/${key}`)).body.responseStatus).toBe(404);
   });
 
   it("answers 404 for an unknown key and for another merchant's key", async () => {
-    const account = await api.fundedAccount(1_000);
+    const account = await t.api.fundedAccount(1_000);
     const key = randomUUID();
-    await api.charge(account, 100, key);
+    await t.api.charge(account, 100, key);
     const other = await t.merchant('Other');
 
-    expect((await api.get(`/idempotency-keys/${randomUUID()}`)).status).toBe(404);
+    expect((await t.api.get(`/idempotency-keys/${randomUUID()}`)).status).toBe(404);
     const foreign = await other.get(`/idempotency-keys/${key}`);
     expect(foreign.status).toBe(404);
     expect(foreign.body.type).toBe('/problems/not-found');
   });
 
   it('answers 400 for a key that is not valid', async () => {
-    const res = await api.get(`/idempotency-keys/${encodeURIComponent('"unterminated')}`);
+    const res = await t.api.get(`/idempotency-keys/${encodeURIComponent('"unterminated')}`);
     expect(res.status).toBe(400);
     expect(res.body.type).toBe('/problems/idempotency-key-invalid');
   });
@@ -65,9 +57,9 @@ describe('GET /idempotency-keys/{key}', () => {
 
 describe('purge', () => {
   it('deletes only expired keys, in batches', async () => {
-    const account = await api.fundedAccount(10_000);
+    const account = await t.api.fundedAccount(10_000);
     const keys = Array.from({ length: 5 }, () => randomUUID());
-    for (const key of keys) await api.charge(account, 10, key);
+    for (const key of keys) await t.api.charge(account, 10, key);
     const expired = keys.slice(0, 3);
     await t.db.query(
       `UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key = ANY($1)`,

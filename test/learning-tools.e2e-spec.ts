@@ -1,20 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import newman from 'newman';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { childEnv, projectRoot, scratchDatabase } from './support/child-app.js';
-import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
+import { childEnv, projectRoot } from '../lab/api-process.js';
+import { createTestDatabase } from './support/databases.js';
+import { useTestApp } from './support/test-app.js';
 
 /** What learners run: scripts/demo.sh, the Postman collection (with newman) and the retry lab. */
-let t: TestApp;
-let api: ApiClient;
-
-beforeAll(async () => {
-  t = await startTestApp();
-  api = await t.merchant();
-});
-afterAll(() => t.close());
+const t = useTestApp();
 
 function runCollection(): Promise<newman.NewmanRunSummary> {
   return new Promise((resolve, reject) =>
@@ -24,7 +18,7 @@ function runCollection(): Promise<newman.NewmanRunSummary> {
         environment: path.join(projectRoot, 'postman/local.postman_environment.json'),
         envVar: [
           { key: 'baseUrl', value: t.baseUrl },
-          { key: 'apiKey', value: api.apiKey },
+          { key: 'apiKey', value: t.api.apiKey },
         ],
         reporters: [],
       },
@@ -39,7 +33,7 @@ describe('scripts/demo.sh', () => {
       'bash',
       [path.join(projectRoot, 'scripts/demo.sh')],
       {
-        env: { ...process.env, API: t.baseUrl, API_KEY: api.apiKey },
+        env: { ...process.env, API: t.baseUrl, API_KEY: t.api.apiKey },
       },
     );
     expect(stdout.match(/HTTP\/1\.1 201 Created/g)).toHaveLength(5);
@@ -63,9 +57,9 @@ describe('Postman collection', () => {
 
 describe('npm run demo:retries (the retry lab)', () => {
   it('charges through a lossy network and reports every charge executed exactly once', async () => {
-    const db = await scratchDatabase('lab');
+    const db = await createTestDatabase();
     try {
-      const { stdout } = await promisify(execFile)(process.execPath, ['dist/lab/retry-lab.js'], {
+      const { stdout } = await promisify(execFile)(process.execPath, ['build/lab/retry-lab.js'], {
         cwd: projectRoot,
         env: childEnv({ DATABASE_URL: db.url, LAB_CHARGES: '60', LAB_FAULT_RATE: '0.5' }),
       });

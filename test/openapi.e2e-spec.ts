@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import type request from 'supertest';
 import {
@@ -8,7 +8,7 @@ import {
   type OpenApiDocument,
   ResponseValidator,
 } from './support/openapi.js';
-import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
+import { useTestApp } from './support/test-app.js';
 
 /**
  * openapi.yaml is written by hand, next to the contract it mirrors. These tests
@@ -16,18 +16,9 @@ import { type ApiClient, startTestApp, type TestApp } from './support/test-app.j
  * idempotent route documents its key and outcomes, and real responses match the
  * documented schemas.
  */
-let t: TestApp;
-let api: ApiClient;
-let doc: OpenApiDocument;
-let validator: ResponseValidator;
-
-beforeAll(async () => {
-  t = await startTestApp();
-  api = await t.merchant();
-  doc = loadOpenApi();
-  validator = new ResponseValidator(doc);
-});
-afterAll(() => t.close());
+const t = useTestApp();
+const doc: OpenApiDocument = loadOpenApi();
+const validator = new ResponseValidator(doc);
 
 const HTTP_METHODS = ['get', 'post', 'put', 'patch', 'delete'];
 
@@ -99,63 +90,63 @@ describe('responses match their documented schemas', () => {
   }
 
   it('for accounts, deposits, charges, ledger and health', async () => {
-    const account = await api.post('/accounts', { name: 'Spec', currency: 'USD' });
+    const account = await t.api.post('/accounts', { name: 'Spec', currency: 'USD' });
     check('post', '/accounts', account);
     const id = account.body.id as string;
-    check('get', '/accounts/{id}', await api.get(`/accounts/${id}`));
-    check('get', '/accounts', await api.get('/accounts'));
+    check('get', '/accounts/{id}', await t.api.get(`/accounts/${id}`));
+    check('get', '/accounts', await t.api.get('/accounts'));
 
-    const deposit = await api.post(
+    const deposit = await t.api.post(
       `/accounts/${id}/deposits`,
       { amount: 1_000, currency: 'USD' },
       randomUUID(),
     );
     check('post', '/accounts/{accountId}/deposits', deposit);
 
-    const charge = await api.charge(id, 400, randomUUID(), { metadata: { order: '7' } });
+    const charge = await t.api.charge(id, 400, randomUUID(), { metadata: { order: '7' } });
     check('post', '/charges', charge);
-    const failed = await api.charge(id, 5_000, randomUUID());
+    const failed = await t.api.charge(id, 5_000, randomUUID());
     expect(failed.status).toBe(402);
     check('post', '/charges', failed);
-    check('get', '/charges/{id}', await api.get(`/charges/${charge.body.id}`));
-    check('get', '/charges/{id}', await api.get(`/charges/${failed.body.chargeId}`));
-    check('get', '/charges', await api.get(`/charges?accountId=${id}`));
-    const refund = await api.post(
+    check('get', '/charges/{id}', await t.api.get(`/charges/${charge.body.id}`));
+    check('get', '/charges/{id}', await t.api.get(`/charges/${failed.body.chargeId}`));
+    check('get', '/charges', await t.api.get(`/charges?accountId=${id}`));
+    const refund = await t.api.post(
       `/charges/${charge.body.id}/refunds`,
       { amount: 100 },
       randomUUID(),
     );
     check('post', '/charges/{chargeId}/refunds', refund);
-    const tooMuch = await api.post(
+    const tooMuch = await t.api.post(
       `/charges/${charge.body.id}/refunds`,
       { amount: 1_000 },
       randomUUID(),
     );
     expect(tooMuch.status).toBe(422);
     check('post', '/charges/{chargeId}/refunds', tooMuch);
-    check('get', '/accounts/{accountId}/ledger', await api.get(`/accounts/${id}/ledger`));
+    check('get', '/accounts/{accountId}/ledger', await t.api.get(`/accounts/${id}/ledger`));
 
-    const health = await api.get('/health');
+    const health = await t.api.get('/health');
     check('get', '/health', health);
   });
 
   it('for errors', async () => {
-    const id = await api.fundedAccount(100);
-    check('post', '/charges', await api.post('/charges', { amount: 'x' }, randomUUID()));
-    check('post', '/charges', await api.charge(id, 1, undefined));
-    check('post', '/charges', await api.charge(id, 1, '"unterminated'));
-    check('post', '/charges', await api.charge('acct_nope', 1, randomUUID()));
+    const id = await t.api.fundedAccount(100);
+    check('post', '/charges', await t.api.post('/charges', { amount: 'x' }, randomUUID()));
+    check('post', '/charges', await t.api.charge(id, 1, undefined));
+    check('post', '/charges', await t.api.charge(id, 1, '"unterminated'));
+    check('post', '/charges', await t.api.charge('acct_nope', 1, randomUUID()));
     const key = randomUUID();
-    await api.charge(id, 1, key);
-    check('post', '/charges', await api.charge(id, 2, key));
-    check('get', '/accounts/{id}', await api.get('/accounts/acct_nope'));
-    check('get', '/charges', await api.get('/charges?limit=0'));
-    const unauthorized = await api.get('/accounts').set('Authorization', 'Bearer nope');
+    await t.api.charge(id, 1, key);
+    check('post', '/charges', await t.api.charge(id, 2, key));
+    check('get', '/accounts/{id}', await t.api.get('/accounts/acct_nope'));
+    check('get', '/charges', await t.api.get('/charges?limit=0'));
+    const unauthorized = await t.api.get('/accounts').set('Authorization', 'Bearer nope');
     check('get', '/accounts', unauthorized);
     check(
       'post',
       '/accounts',
-      await api.post('/accounts').set('Content-Type', 'text/plain').send('x'),
+      await t.api.post('/accounts').set('Content-Type', 'text/plain').send('x'),
     );
   });
 });

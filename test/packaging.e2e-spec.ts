@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { CONFIG_KEYS, loadConfig } from '../src/config/config.js';
-import { NODE_FLAGS } from '../src/lab/api-process.js';
+import { NODE_FLAGS } from '../lab/api-process.js';
 
 /**
  * There is no Docker engine where the tests run, so the files are checked

@@ -1,20 +1,16 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import { slowCharges, untilAdvisoryLocks } from './support/db-faults.js';
-import { ledgerViolations } from './support/invariants.js';
-import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
+import { useTestApp, type ApiClient } from './support/test-app.js';
 
 /**
  * Prefer: wait=N (contract §4.8). The app runs with a pool of only 2 connections,
  * so a waiting request that held one would starve everyone else. Originals are
  * made slow by triggers in this test database (pg_sleep), not by test code in the app.
  */
-let t: TestApp;
-let api: ApiClient;
+const t = useTestApp({ env: { DB_POOL_SIZE: '2' } });
 
 beforeAll(async () => {
-  t = await startTestApp({ env: { DB_POOL_SIZE: '2' } });
-  api = await t.merchant();
   await slowCharges(t.db, { 777: 1.5, 778: 3, 780: 2 });
   // 779: the original fails after a second, once; its retry then goes through.
   await t.db.query(`
@@ -29,8 +25,6 @@ beforeAll(async () => {
     END $$;
     CREATE TRIGGER fail_once BEFORE INSERT ON charges FOR EACH ROW EXECUTE FUNCTION fail_once();`);
 });
-afterEach(async () => expect(await ledgerViolations(t.db)).toEqual([]));
-afterAll(() => t.close());
 
 function charge(
   client: ApiClient,
@@ -65,12 +59,12 @@ async function untilKeyClaimed(): Promise<void> {
 
 describe('Prefer: wait', () => {
   it('answers a duplicate with the replay of a slow original, and says the preference was applied', async () => {
-    const account = await api.fundedAccount(10_000);
+    const account = await t.api.fundedAccount(10_000);
     const key = randomUUID();
 
-    const original = charge(api, account, 777, key);
+    const original = charge(t.api, account, 777, key);
     await untilKeyClaimed();
-    const waiter = await charge(api, account, 777, key, 'wait=5');
+    const waiter = await charge(t.api, account, 777, key, 'wait=5');
     const first = await original;
 
     expect(first.status).toBe(201);
@@ -78,48 +72,48 @@ describe('Prefer: wait', () => {
     expect(waiter.replayed).toBe(true);
     expect(waiter.preferenceApplied).toBe('wait=5');
     expect(waiter.body).toBe(first.body);
-    expect(await api.balance(account)).toBe(10_000 - 777);
+    expect(await t.api.balance(account)).toBe(10_000 - 777);
   });
 
   it('answers 409 when the original outlasts the wait', async () => {
-    const account = await api.fundedAccount(10_000);
+    const account = await t.api.fundedAccount(10_000);
     const key = randomUUID();
 
-    const original = charge(api, account, 778, key);
+    const original = charge(t.api, account, 778, key);
     await untilKeyClaimed();
-    const waiter = await charge(api, account, 778, key, 'wait=1');
+    const waiter = await charge(t.api, account, 778, key, 'wait=1');
 
     expect(waiter.status).toBe(409);
     expect(waiter.preferenceApplied).toBe('wait=1');
     expect(JSON.parse(waiter.body).type).toBe('/problems/idempotency-key-in-use');
     expect((await original).status).toBe(201);
-    expect(await api.balance(account)).toBe(10_000 - 778);
+    expect(await t.api.balance(account)).toBe(10_000 - 778);
   });
 
   it('executes the waiting request itself when the original rolled back', async () => {
-    const account = await api.fundedAccount(10_000);
+    const account = await t.api.fundedAccount(10_000);
     const key = randomUUID();
 
-    const original = charge(api, account, 779, key);
+    const original = charge(t.api, account, 779, key);
     await untilKeyClaimed();
-    const waiter = await charge(api, account, 779, key, 'wait=5');
+    const waiter = await charge(t.api, account, 779, key, 'wait=5');
 
     expect((await original).status).toBe(500);
     expect(waiter.status).toBe(201);
     expect(waiter.replayed).toBe(false);
     expect(waiter.preferenceApplied).toBe('wait=5');
-    expect(await api.balance(account)).toBe(10_000 - 779);
+    expect(await t.api.balance(account)).toBe(10_000 - 779);
   });
 
   it('holds no connection while waiting: 20 waiters on a pool of 2, and another merchant is served meanwhile', async () => {
-    const account = await api.fundedAccount(10_000);
+    const account = await t.api.fundedAccount(10_000);
     const other = await t.merchant('Other');
     const key = randomUUID();
 
     let originalDone = false;
-    const original = charge(api, account, 780, key).finally(() => (originalDone = true));
+    const original = charge(t.api, account, 780, key).finally(() => (originalDone = true));
     await untilKeyClaimed();
-    const waiters = Array.from({ length: 20 }, () => charge(api, account, 780, key, 'wait=8'));
+    const waiters = Array.from({ length: 20 }, () => charge(t.api, account, 780, key, 'wait=8'));
 
     const meanwhile = await other.get('/accounts');
     const servedWhileOriginalRan = !originalDone;
@@ -131,6 +125,6 @@ describe('Prefer: wait', () => {
       Array.from({ length: 20 }, () => [201, true]),
     );
     expect((await original).status).toBe(201);
-    expect(await api.balance(account)).toBe(10_000 - 780);
+    expect(await t.api.balance(account)).toBe(10_000 - 780);
   });
 });

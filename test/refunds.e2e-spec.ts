@@ -1,30 +1,21 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
-import { ledgerViolations } from './support/invariants.js';
-import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
+import { useTestApp } from './support/test-app.js';
 
-let t: TestApp;
-let api: ApiClient;
-
-beforeAll(async () => {
-  t = await startTestApp();
-  api = await t.merchant();
-});
-afterEach(async () => expect(await ledgerViolations(t.db)).toEqual([]));
-afterAll(() => t.close());
+const t = useTestApp();
 
 async function chargedAccount(
   balance: number,
   charge: number,
 ): Promise<{ account: string; chargeId: string }> {
-  const account = await api.fundedAccount(balance);
-  const res = await api.charge(account, charge, randomUUID());
+  const account = await t.api.fundedAccount(balance);
+  const res = await t.api.charge(account, charge, randomUUID());
   if (res.status !== 201) throw new Error(`charge: ${res.status} ${res.text}`);
   return { account, chargeId: res.body.id as string };
 }
 
 const refund = (chargeId: string, body: object | undefined, key: string | undefined) =>
-  api.post(`/charges/${chargeId}/refunds`, body, key);
+  t.api.post(`/charges/${chargeId}/refunds`, body, key);
 
 describe('first call', () => {
   it('refunds what is left by default, credits the account and records a ledger entry', async () => {
@@ -40,9 +31,9 @@ describe('first call', () => {
       amount: 3_000,
       createdAt: expect.any(String),
     });
-    expect(await api.balance(account)).toBe(10_000);
-    expect((await api.get(`/charges/${chargeId}`)).body.amountRefunded).toBe(3_000);
-    const ledger = await api.get(`/accounts/${account}/ledger`);
+    expect(await t.api.balance(account)).toBe(10_000);
+    expect((await t.api.get(`/charges/${chargeId}`)).body.amountRefunded).toBe(3_000);
+    const ledger = await t.api.get(`/accounts/${account}/ledger`);
     expect(ledger.body.data[0]).toMatchObject({
       type: 'refund',
       amount: 3_000,
@@ -59,7 +50,7 @@ describe('first call', () => {
 
     expect(part.body.amount).toBe(1_000);
     expect(rest.body.amount).toBe(2_000);
-    expect(await api.balance(account)).toBe(10_000);
+    expect(await t.api.balance(account)).toBe(10_000);
   });
 });
 
@@ -74,7 +65,7 @@ describe('replay and mismatch', () => {
     expect(retry.status).toBe(201);
     expect(retry.headers['idempotent-replayed']).toBe('true');
     expect(retry.text).toBe(first.text);
-    expect(await api.balance(account)).toBe(7_500);
+    expect(await t.api.balance(account)).toBe(7_500);
   });
 
   it('refuses the key with another amount (422) and refunds nothing more', async () => {
@@ -86,7 +77,7 @@ describe('replay and mismatch', () => {
 
     expect(res.status).toBe(422);
     expect(res.body.type).toBe('/problems/idempotency-key-reused');
-    expect(await api.balance(account)).toBe(7_500);
+    expect(await t.api.balance(account)).toBe(7_500);
   });
 
   it('requires a key', async () => {
@@ -109,12 +100,12 @@ describe('refund-exceeds-charge', () => {
     expect(res.status).toBe(422);
     expect(res.body).toMatchObject({ type: '/problems/refund-exceeds-charge', refundable: 500 });
     expect(retry.headers['idempotent-replayed']).toBe('true');
-    expect(await api.balance(account)).toBe(9_500);
+    expect(await t.api.balance(account)).toBe(9_500);
   });
 
   it('refuses a refund of a failed charge, and of a fully refunded one', async () => {
-    const account = await api.fundedAccount(100);
-    const failed = await api.charge(account, 500, randomUUID());
+    const account = await t.api.fundedAccount(100);
+    const failed = await t.api.charge(account, 500, randomUUID());
     const { chargeId } = await chargedAccount(1_000, 1_000);
     await refund(chargeId, {}, randomUUID());
 
@@ -124,7 +115,7 @@ describe('refund-exceeds-charge', () => {
     expect(ofFailed.status).toBe(422);
     expect(ofFailed.body.type).toBe('/problems/refund-exceeds-charge');
     expect(again.status).toBe(422);
-    expect(await api.balance(account)).toBe(100);
+    expect(await t.api.balance(account)).toBe(100);
   });
 
   it("answers 404 for an unknown charge or another merchant's", async () => {
@@ -144,7 +135,7 @@ describe('concurrent partial refunds', () => {
         fetch(`${t.baseUrl}/charges/${chargeId}/refunds`, {
           method: 'POST',
           headers: {
-            Authorization: `Bearer ${api.apiKey}`,
+            Authorization: `Bearer ${t.api.apiKey}`,
             'Content-Type': 'application/json',
             'Idempotency-Key': randomUUID(),
           },
@@ -155,7 +146,7 @@ describe('concurrent partial refunds', () => {
 
     expect(results.filter((s) => s === 201)).toHaveLength(30);
     expect(results.filter((s) => s === 422)).toHaveLength(20);
-    expect((await api.get(`/charges/${chargeId}`)).body.amountRefunded).toBe(3_000);
-    expect(await api.balance(account)).toBe(10_000);
+    expect((await t.api.get(`/charges/${chargeId}`)).body.amountRefunded).toBe(3_000);
+    expect(await t.api.balance(account)).toBe(10_000);
   });
 });

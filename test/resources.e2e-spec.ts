@@ -1,22 +1,13 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import request from 'supertest';
-import { ledgerViolations } from './support/invariants.js';
-import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
+import { useTestApp } from './support/test-app.js';
 
-let t: TestApp;
-let api: ApiClient;
-
-beforeAll(async () => {
-  t = await startTestApp();
-  api = await t.merchant();
-});
-afterEach(async () => expect(await ledgerViolations(t.db)).toEqual([]));
-afterAll(() => t.close());
+const t = useTestApp();
 
 describe('accounts', () => {
   it('opens an account with a zero balance and a Location, and reads it back', async () => {
-    const res = await api.post('/accounts', { name: 'Savings', currency: 'JPY' });
+    const res = await t.api.post('/accounts', { name: 'Savings', currency: 'JPY' });
 
     expect(res.status).toBe(201);
     expect(res.headers.location).toBe(`/accounts/${res.body.id}`);
@@ -29,7 +20,7 @@ describe('accounts', () => {
       createdAt: expect.any(String),
       updatedAt: expect.any(String),
     });
-    expect((await api.get(res.headers.location)).body).toEqual(res.body);
+    expect((await t.api.get(res.headers.location)).body).toEqual(res.body);
   });
 });
 
@@ -54,13 +45,13 @@ describe('lists', () => {
   });
 
   it('filters charges by account, newest first', async () => {
-    const a = await api.fundedAccount(1_000);
-    const b = await api.fundedAccount(1_000);
-    const c1 = await api.charge(a, 10, randomUUID());
-    await api.charge(b, 20, randomUUID());
-    const c2 = await api.charge(a, 30, randomUUID());
+    const a = await t.api.fundedAccount(1_000);
+    const b = await t.api.fundedAccount(1_000);
+    const c1 = await t.api.charge(a, 10, randomUUID());
+    await t.api.charge(b, 20, randomUUID());
+    const c2 = await t.api.charge(a, 30, randomUUID());
 
-    const res = await api.get(`/charges?accountId=${a}`);
+    const res = await t.api.get(`/charges?accountId=${a}`);
 
     expect(res.status).toBe(200);
     expect(res.body.data.map((c: { id: string }) => c.id)).toEqual([c2.body.id, c1.body.id]);
@@ -69,16 +60,16 @@ describe('lists', () => {
 
 describe('ledger', () => {
   it('records every movement, signed, with the balance after it; a failed charge leaves no entry', async () => {
-    const account = await api.createAccount();
-    const deposit = await api.post(
+    const account = await t.api.createAccount();
+    const deposit = await t.api.post(
       `/accounts/${account}/deposits`,
       { amount: 1_000, currency: 'USD' },
       randomUUID(),
     );
-    const charge = await api.charge(account, 400, randomUUID());
-    const failed = await api.charge(account, 5_000, randomUUID());
+    const charge = await t.api.charge(account, 400, randomUUID());
+    const failed = await t.api.charge(account, 5_000, randomUUID());
 
-    const res = await api.get(`/accounts/${account}/ledger`);
+    const res = await t.api.get(`/accounts/${account}/ledger`);
 
     expect(failed.status).toBe(402);
     expect(res.status).toBe(200);
@@ -103,7 +94,7 @@ describe('ledger', () => {
       },
     ]);
     const sum = res.body.data.reduce((s: number, e: { amount: number }) => s + e.amount, 0);
-    expect(sum).toBe(await api.balance(account));
+    expect(sum).toBe(await t.api.balance(account));
   });
 });
 

@@ -1,18 +1,9 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
-import { ledgerViolations } from './support/invariants.js';
-import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
+import { useTestApp, type ApiClient } from './support/test-app.js';
 
-let t: TestApp;
-let api: ApiClient;
-
-beforeAll(async () => {
-  t = await startTestApp();
-  api = await t.merchant();
-  await failStoringKeysListedIn('faulty_keys');
-});
-afterEach(async () => expect(await ledgerViolations(t.db)).toEqual([]));
-afterAll(() => t.close());
+const t = useTestApp();
+beforeAll(() => failStoringKeysListedIn('faulty_keys'));
 
 /**
  * The last thing a request sends is its stored response (the key's INSERT), in
@@ -63,18 +54,18 @@ const movements: Array<{
 }> = [
   {
     name: 'charge',
-    send: (account, _charge, key) => api.charge(account, 666, key),
+    send: (account, _charge, key) => t.api.charge(account, 666, key),
     after: { balance: 9_000 - 666, charges: 2, ledgerEntries: 3 },
   },
   {
     name: 'deposit',
     send: (account, _charge, key) =>
-      api.post(`/accounts/${account}/deposits`, { amount: 666, currency: 'USD' }, key),
+      t.api.post(`/accounts/${account}/deposits`, { amount: 666, currency: 'USD' }, key),
     after: { balance: 9_000 + 666, deposits: 2, ledgerEntries: 3 },
   },
   {
     name: 'refund',
-    send: (_account, charge, key) => api.post(`/charges/${charge}/refunds`, { amount: 666 }, key),
+    send: (_account, charge, key) => t.api.post(`/charges/${charge}/refunds`, { amount: 666 }, key),
     after: { balance: 9_000 + 666, refunds: 1, ledgerEntries: 3 },
   },
 ];
@@ -82,8 +73,8 @@ const movements: Array<{
 describe('rollback', () => {
   for (const movement of movements) {
     it(`a ${movement.name} whose stored response fails at COMMIT leaves nothing behind, and its retry executes once`, async () => {
-      const account = await api.fundedAccount(10_000);
-      const charge = await api.charge(account, 1_000, randomUUID());
+      const account = await t.api.fundedAccount(10_000);
+      const charge = await t.api.charge(account, 1_000, randomUUID());
       const key = randomUUID();
       const before = await footprint(account, key);
       await failAtCommit(key);

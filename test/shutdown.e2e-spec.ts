@@ -1,29 +1,33 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
+import { killApis, startApi } from '../lab/api-process.js';
+import { createTestDatabase, testPool } from './support/databases.js';
 import { slowCharges, untilAdvisoryLocks } from './support/db-faults.js';
-import { testPool } from './support/test-pool.js';
-import { killChildren, scratchDatabase, startChildApp } from './support/child-app.js';
+import { demoFundedAccount, demoPost } from './support/demo-merchant.js';
 import { ledgerViolations } from './support/invariants.js';
 
-afterAll(() => killChildren());
+afterAll(() => killApis());
 
 describe('graceful shutdown', () => {
   it('on SIGTERM during 20 in-flight charges, finishes and commits every one, then exits 0', async () => {
-    const db = await scratchDatabase('shutdown');
+    const db = await createTestDatabase();
     const pool = testPool(db.url, 2);
     try {
       // Each charge of 555 sleeps 1 s inside its transaction, after its debit.
       await slowCharges(pool, { 555: 1 });
-      const app = await startChildApp({ DATABASE_URL: db.url, DB_POOL_SIZE: '25' });
-      const base = `http://127.0.0.1:${app.port}`;
+      const app = await startApi({ env: { DATABASE_URL: db.url, DB_POOL_SIZE: '25' } });
+      const base = app.url;
       const accounts: string[] = [];
-      for (let i = 0; i < 20; i++) accounts.push(await fundedAccount(base, `a${i}`));
+      for (let i = 0; i < 20; i++) accounts.push(await demoFundedAccount(base, 1_000));
 
       const inFlight = accounts.map((id) =>
-        post(base, '/charges', { accountId: id, amount: 555, currency: 'USD' }, randomUUID()).then(
-          (r) => r.status,
-        ),
+        demoPost(
+          base,
+          '/charges',
+          { accountId: id, amount: 555, currency: 'USD' },
+          randomUUID(),
+        ).then((r) => r.status),
       );
       // Poll until all 20 are inside their transactions (each holds its key's lock).
       await untilAdvisoryLocks(pool, (n) => n === 20);
@@ -57,17 +61,17 @@ describe('graceful shutdown', () => {
     // server.close() waits for connections, not handlers. Here both clients hang up:
     // the first charge is inside its transaction on the only pooled connection, the
     // second waits for that connection. Both were received, so both must complete.
-    const db = await scratchDatabase('shutdown_abandoned');
+    const db = await createTestDatabase();
     const pool = testPool(db.url, 2);
     try {
       await slowCharges(pool, { 556: 1 });
-      const app = await startChildApp({ DATABASE_URL: db.url, DB_POOL_SIZE: '1' });
-      const base = `http://127.0.0.1:${app.port}`;
-      const account = await fundedAccount(base, 'abandoned');
+      const app = await startApi({ env: { DATABASE_URL: db.url, DB_POOL_SIZE: '1' } });
+      const base = app.url;
+      const account = await demoFundedAccount(base, 1_000);
 
       const abort = new AbortController();
       const charge = () =>
-        post(
+        demoPost(
           base,
           '/charges',
           { accountId: account, amount: 556, currency: 'USD' },
@@ -101,9 +105,9 @@ describe('graceful shutdown', () => {
     // Clients and load balancers open connections ahead of time. Node counts such
     // a connection as busy until its headers timeout, a minute, past the
     // shutdown deadline: the app used to exit 1 after 25 s here.
-    const db = await scratchDatabase('shutdown_silent');
+    const db = await createTestDatabase();
     try {
-      const app = await startChildApp({ DATABASE_URL: db.url });
+      const app = await startApi({ env: { DATABASE_URL: db.url } });
       const silent = await openSocket(app.port);
       const closedByServer = new Promise<void>((resolve) => silent.once('close', () => resolve()));
       app.child.kill('SIGTERM');
@@ -133,32 +137,4 @@ async function untilInFlight(base: string, n: number): Promise<void> {
     await new Promise((r) => setTimeout(r, 10));
   }
   throw new Error(`${n} requests never were in flight`);
-}
-
-/** A POST as the demo merchant. Node's fetch keeps connections alive: the drain must not wait for them. */
-function post(base: string, path: string, body: object, key?: string, signal?: AbortSignal) {
-  return fetch(`${base}${path}`, {
-    method: 'POST',
-    headers: {
-      Authorization: 'Bearer sk_test_demo',
-      'Content-Type': 'application/json',
-      ...(key ? { 'Idempotency-Key': key } : {}),
-    },
-    body: JSON.stringify(body),
-    signal,
-  });
-}
-
-/** A new account of the demo merchant holding 1,000. */
-async function fundedAccount(base: string, name: string): Promise<string> {
-  const account = (await (await post(base, '/accounts', { name, currency: 'USD' })).json()) as {
-    id: string;
-  };
-  await post(
-    base,
-    `/accounts/${account.id}/deposits`,
-    { amount: 1_000, currency: 'USD' },
-    randomUUID(),
-  );
-  return account.id;
 }

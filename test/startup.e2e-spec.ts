@@ -6,13 +6,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import {
-  childEnv,
-  killChildren,
-  projectRoot as root,
-  scratchDatabase,
-  startChildApp,
-} from './support/child-app.js';
+import { childEnv, killApis, projectRoot as root, startApi } from '../lab/api-process.js';
+import { createTestDatabase } from './support/databases.js';
 
 /**
  * The two-command promise: the compiled app (what `npm start` runs), with no
@@ -23,7 +18,7 @@ const run = promisify(execFile);
 let dataDir: string;
 
 afterAll(async () => {
-  killChildren();
+  killApis();
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
 
@@ -44,7 +39,7 @@ describe('npm start', () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'payments-start-'));
     await chmod(dataDir, 0o755);
 
-    const first = await startChildApp({ DATA_DIR: dataDir });
+    const first = await startApi({ env: { DATA_DIR: dataDir } });
     const { port } = first;
     expect((await accounts(port, 'sk_test_demo')).status).toBe(200);
     expect(first.output()).toContain('sk_test_demo');
@@ -95,16 +90,16 @@ describe('npm start', () => {
     expect(await first.exited()).toBe(0);
     expect(existsSync(path.join(dataDir, 'embedded-postgres.json'))).toBe(false);
 
-    const second = await startChildApp({ DATA_DIR: dataDir });
+    const second = await startApi({ env: { DATA_DIR: dataDir } });
     expect((await accounts(second.port, apiKey)).status).toBe(200);
     second.child.kill('SIGINT');
     expect(await second.exited()).toBe(0);
   }, 120_000);
 
   it('creates no demo merchant in production, on the database of DATABASE_URL', async () => {
-    const db = await scratchDatabase('prod');
+    const db = await createTestDatabase();
     try {
-      const app = await startChildApp({ NODE_ENV: 'production', DATABASE_URL: db.url });
+      const app = await startApi({ env: { NODE_ENV: 'production', DATABASE_URL: db.url } });
 
       expect((await accounts(app.port, 'sk_test_demo')).status).toBe(401);
       expect(app.output()).not.toContain('sk_test_demo');
@@ -117,7 +112,7 @@ describe('npm start', () => {
   });
 
   it('npm run migration:run migrates an empty database once, then finds nothing to do', async () => {
-    const db = await scratchDatabase('migrate', { migrated: false });
+    const db = await createTestDatabase({ migrated: false });
     try {
       const migrate = () =>
         run(process.execPath, ['dist/database/migrate.js'], {

@@ -1,18 +1,14 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import { ledgerViolations } from './support/invariants.js';
-import { type ApiClient, startTestApp, type TestApp } from './support/test-app.js';
+import { beforeAll, describe, expect, it } from '@jest/globals';
+import { useTestApp, type ApiClient } from './support/test-app.js';
 
-let t: TestApp;
+const t = useTestApp();
 let alice: ApiClient;
 let bob: ApiClient;
 
 beforeAll(async () => {
-  t = await startTestApp();
   alice = await t.merchant('Alice Ltd');
   bob = await t.merchant('Bob Inc');
 });
-afterEach(async () => expect(await ledgerViolations(t.db)).toEqual([]));
-afterAll(() => t.close());
 
 describe('per-merchant isolation', () => {
   it('scopes keys to the merchant: the same key used by two merchants executes twice, each replaying only its own', async () => {

@@ -1,18 +1,17 @@
+import { expect } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import { type Operation, random as seededRandom } from '../../src/lab/faulty-network.js';
+import { ledgerViolations } from '../support/invariants.js';
+import { random as seededRandom } from '../../lab/faulty-proxy.js';
+import type { Operation } from '../../lab/retrying-client.js';
 
 export {
-  FAULTS,
-  FaultyProxy,
   newStats,
   pool,
+  sendAll,
   sendWithRetries,
-  type Fault,
   type Operation,
-  type Result,
-  type Stats,
-} from '../../src/lab/faulty-network.js';
+} from '../../lab/retrying-client.js';
 
 /**
  * Shared pieces of the chaos suite: a seeded random source, a proxy that breaks
@@ -92,6 +91,25 @@ export async function balancesOf(db: pg.Pool, accounts: string[]): Promise<Recor
     [accounts],
   );
   return Object.fromEntries(rows.map((r) => [r.id, Number(r.balance)]));
+}
+
+/**
+ * Exactly once, as the database sees it, after a plan ran: each operation left
+ * exactly one record, every account holds what the plan says (or `expected`,
+ * when the test adds to the plan), and the books are sound.
+ */
+export async function expectExactlyOnce(
+  db: pg.Pool,
+  ops: Operation[],
+  accounts: string[],
+  { start, expected }: { start: number; expected?: Record<string, number> },
+): Promise<void> {
+  const executions = await executionsPerOperation(db, ops);
+  expect(Object.entries(executions).filter(([, n]) => n !== 1)).toEqual([]);
+  expect(await balancesOf(db, accounts)).toEqual(
+    expected ?? expectedBalances(start, accounts, ops),
+  );
+  expect(await ledgerViolations(db)).toEqual([]);
 }
 
 /** One line of figures for the closing report. */

@@ -1,27 +1,19 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
-import type pg from 'pg';
-import {
-  type ChildApp,
-  freePort,
-  killChildren,
-  scratchDatabase,
-  startChildApp,
-} from '../support/child-app.js';
-import { ledgerViolations } from '../support/invariants.js';
+import { type ApiProcess, startApi } from '../../lab/api-process.js';
+import { freePort } from '../../src/common/free-port.js';
+import { useTestDatabase } from '../support/databases.js';
 import { slowCharges, untilAdvisoryLocks } from '../support/db-faults.js';
-import { testPool } from '../support/test-pool.js';
+import { DEMO_API_KEY, demoFundedAccount, demoPost } from '../support/demo-merchant.js';
+import { ledgerViolations } from '../support/invariants.js';
 import {
   balancesOf,
-  executionsPerOperation,
-  expectedBalances,
+  expectExactlyOnce,
   ITERATIONS,
-  newStats,
   plan,
-  pool,
   random,
   report,
-  sendWithRetries,
+  sendAll,
 } from './chaos-support.js';
 
 /**
@@ -29,80 +21,42 @@ import {
  * retry must execute exactly once. The app runs as a child process on a database
  * of its own; originals are made slow by a trigger in that database.
  */
-let db: { url: string; drop(): Promise<void> };
-let sql: pg.Pool;
+const db = useTestDatabase();
+beforeAll(() => slowCharges(db.sql, { 4242: 3 }));
 
-beforeAll(async () => {
-  db = await scratchDatabase('crash');
-  sql = testPool(db.url, 2);
-  await slowCharges(sql, { 4242: 3 });
-});
-afterAll(async () => {
-  killChildren();
-  await sql.end();
-  await db.drop();
-});
-
-const demo = 'sk_test_demo';
-
-async function post(app: ChildApp, path: string, body: object, key?: string) {
-  const res = await fetch(`http://127.0.0.1:${app.port}${path}`, {
-    method: 'POST',
-    headers: {
-      Authorization: `Bearer ${demo}`,
-      'Content-Type': 'application/json',
-      ...(key ? { 'Idempotency-Key': key } : {}),
-    },
-    body: JSON.stringify(body),
-  });
-  return {
-    status: res.status,
-    replayed: res.headers.get('idempotent-replayed') === 'true',
-    body: (await res.json()) as Record<string, unknown>,
-  };
-}
-
-async function fundedAccount(app: ChildApp, balance: number): Promise<string> {
-  const account = await post(app, '/accounts', { name: 'crash', currency: 'USD' });
-  await post(
-    app,
-    `/accounts/${account.body.id as string}/deposits`,
-    { amount: balance, currency: 'USD' },
-    randomUUID(),
-  );
-  return account.body.id as string;
-}
+const api = (env: Record<string, string> = {}, port?: number): Promise<ApiProcess> =>
+  startApi({ env: { DATABASE_URL: db.url, ...env }, port });
 
 describe('crash mid-transaction', () => {
   it('kill -9 while a charge is inside its transaction: nothing is applied, the key is free, and the retry debits once', async () => {
-    let app = await startChildApp({ DATABASE_URL: db.url });
-    const account = await fundedAccount(app, 10_000);
+    let app = await api();
+    const account = await demoFundedAccount(app.url, 10_000);
     const key = randomUUID();
 
-    const lost = post(
-      app,
+    const lost = demoPost(
+      app.url,
       '/charges',
       { accountId: account, amount: 4242, currency: 'USD' },
       key,
     ).catch(() => 'connection lost');
     // the charge holds its key, mid-transaction
-    expect(await untilAdvisoryLocks(sql, (n) => n > 0)).toBe(1);
+    expect(await untilAdvisoryLocks(db.sql, (n) => n > 0)).toBe(1);
     app.child.kill('SIGKILL');
     expect(await lost).toBe('connection lost');
 
     // PostgreSQL notices the dead connection and rolls the transaction back.
-    expect(await untilAdvisoryLocks(sql, (n) => n === 0)).toBe(0);
-    expect((await balancesOf(sql, [account]))[account]).toBe(10_000);
+    expect(await untilAdvisoryLocks(db.sql, (n) => n === 0)).toBe(0);
+    expect((await balancesOf(db.sql, [account]))[account]).toBe(10_000);
 
-    app = await startChildApp({ DATABASE_URL: db.url });
-    const retry = await post(
-      app,
+    app = await api();
+    const retry = await demoPost(
+      app.url,
       '/charges',
       { accountId: account, amount: 4242, currency: 'USD' },
       key,
     );
-    const again = await post(
-      app,
+    const again = await demoPost(
+      app.url,
       '/charges',
       { accountId: account, amount: 4242, currency: 'USD' },
       key,
@@ -111,8 +65,8 @@ describe('crash mid-transaction', () => {
     expect(retry.status).toBe(201);
     expect(retry.replayed).toBe(false);
     expect(again.replayed).toBe(true);
-    expect((await balancesOf(sql, [account]))[account]).toBe(10_000 - 4242);
-    expect(await ledgerViolations(sql)).toEqual([]);
+    expect((await balancesOf(db.sql, [account]))[account]).toBe(10_000 - 4242);
+    expect(await ledgerViolations(db.sql)).toEqual([]);
     app.child.kill('SIGTERM');
     await app.exited();
   }, 60_000);
@@ -120,17 +74,19 @@ describe('crash mid-transaction', () => {
   it('kill -9 at random moments under a mixed load, several times in a row: every operation still executes exactly once', async () => {
     const rng = random();
     const port = await freePort();
-    let app = await startChildApp({ DATABASE_URL: db.url }, port);
+    let app = await api({}, port);
     const START = 1_000_000;
     const accounts: string[] = [];
-    for (let i = 0; i < 8; i++) accounts.push(await fundedAccount(app, START));
+    for (let i = 0; i < 8; i++) accounts.push(await demoFundedAccount(app.url, START));
     const ops = plan(accounts, 150 * ITERATIONS, rng);
-    const stats = newStats();
 
     let done = false;
-    const load = pool(ops, 6, (op) =>
-      sendWithRetries(() => `http://127.0.0.1:${port}`, demo, op, stats, { deadlineMs: 120_000 }),
-    ).finally(() => (done = true));
+    const load = sendAll(ops, {
+      clients: 6,
+      baseUrl: () => `http://127.0.0.1:${port}`, // the same port across restarts
+      apiKey: DEMO_API_KEY,
+      deadlineMs: 120_000,
+    }).finally(() => (done = true));
     let kills = 0;
     const wanted = 3 * ITERATIONS;
     while (!done && kills < wanted) {
@@ -139,16 +95,13 @@ describe('crash mid-transaction', () => {
       app.child.kill('SIGKILL');
       await app.exited();
       kills++;
-      app = await startChildApp({ DATABASE_URL: db.url }, port);
+      app = await api({}, port);
     }
-    const results = await load;
+    const { results, stats } = await load;
 
     expect(kills).toBeGreaterThan(0);
     expect(results.every((r) => r.status === 201)).toBe(true);
-    const executions = await executionsPerOperation(sql, ops);
-    expect(Object.entries(executions).filter(([, n]) => n !== 1)).toEqual([]);
-    expect(await balancesOf(sql, accounts)).toEqual(expectedBalances(START, accounts, ops));
-    expect(await ledgerViolations(sql)).toEqual([]);
+    await expectExactlyOnce(db.sql, ops, accounts, { start: START });
     report('crashes', {
       operations: ops.length,
       kills,

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import fc from 'fast-check';
 import { Agent, request as httpRequest } from 'node:http';
 import { ledgerViolations } from '../support/invariants.js';
-import { type ApiClient, startTestApp, type TestApp } from '../support/test-app.js';
+import { useTestApp } from '../support/test-app.js';
 import { ITERATIONS, report, SEED } from './chaos-support.js';
 
 /**
@@ -10,22 +10,16 @@ import { ITERATIONS, report, SEED } from './chaos-support.js';
  * input. Properties: never a 5xx; every error is problem+json with a stable code;
  * a rejected request changes nothing; the books stay sound.
  */
-let t: TestApp;
-let api: ApiClient;
+const t = useTestApp();
 let account: string;
 let charge: string;
 const agent = new Agent({ keepAlive: true, maxSockets: 4 });
 
 beforeAll(async () => {
-  t = await startTestApp();
-  api = await t.merchant();
-  account = await api.fundedAccount(1_000_000);
-  charge = (await api.charge(account, 50_000, 'fuzz-seed-charge')).body.id as string;
+  account = await t.api.fundedAccount(1_000_000);
+  charge = (await t.api.charge(account, 50_000, 'fuzz-seed-charge')).body.id as string;
 });
-afterAll(async () => {
-  agent.destroy();
-  await t.close();
-});
+afterAll(() => agent.destroy());
 
 interface Raw {
   method: 'GET' | 'POST';
@@ -41,7 +35,7 @@ function send(req: Raw): Promise<{ status: number; contentType: string; body: st
       `${t.baseUrl}${req.path}`,
       {
         method: req.method,
-        headers: { Authorization: `Bearer ${api.apiKey}`, ...req.headers },
+        headers: { Authorization: `Bearer ${t.api.apiKey}`, ...req.headers },
         agent,
       },
       (res) => {

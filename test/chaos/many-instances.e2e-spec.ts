@@ -1,80 +1,50 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
-import type pg from 'pg';
-import {
-  type ChildApp,
-  killChildren,
-  scratchDatabase,
-  startChildApp,
-} from '../support/child-app.js';
+import { type ApiProcess, startApi } from '../../lab/api-process.js';
 import { MIGRATIONS } from '../../src/database/data-source.js';
+import { useTestDatabase } from '../support/databases.js';
+import { DEMO_API_KEY, demoPost } from '../support/demo-merchant.js';
 import { ledgerViolations } from '../support/invariants.js';
-import { testPool } from '../support/test-pool.js';
 import {
   balancesOf,
-  executionsPerOperation,
-  expectedBalances,
+  expectExactlyOnce,
   ITERATIONS,
   newStats,
   type Operation,
   plan,
-  pool,
   random,
   report,
+  sendAll,
   sendWithRetries,
 } from './chaos-support.js';
 
 /** Three API processes on one database: nothing in process memory decides idempotency. */
-let db: { url: string; drop(): Promise<void> };
-let sql: pg.Pool;
-let apps: ChildApp[];
-const demo = 'sk_test_demo';
+const db = useTestDatabase({ migrated: false });
+let apps: ApiProcess[];
 
 beforeAll(async () => {
-  db = await scratchDatabase('instances', { migrated: false });
-  sql = testPool(db.url, 2);
   // Started together on an empty database: their migrations must take turns.
-  apps = await Promise.all([1, 2, 3].map(() => startChildApp({ DATABASE_URL: db.url })));
+  apps = await Promise.all([1, 2, 3].map(() => startApi({ env: { DATABASE_URL: db.url } })));
 }, 60_000);
-afterAll(async () => {
-  killChildren();
-  await sql.end();
-  await db.drop();
-});
 
-const url = (i: number) => `http://127.0.0.1:${apps[i % apps.length].port}`;
+const url = (i: number) => apps[i % apps.length].url;
 
+/** An account created on one instance and funded through another. */
 async function fundedAccount(balance: number): Promise<string> {
-  const stats = newStats();
-  const account = await sendWithRetries(
-    () => url(0),
-    demo,
-    {
-      key: randomUUID(),
-      method: 'POST',
-      path: '/accounts',
-      body: { name: 'multi', currency: 'USD' },
-    },
-    stats,
-  );
+  const account = await demoPost(url(0), '/accounts', { name: 'multi', currency: 'USD' });
   const id = account.body.id as string;
-  await sendWithRetries(
-    () => url(1),
-    demo,
-    {
-      key: randomUUID(),
-      method: 'POST',
-      path: `/accounts/${id}/deposits`,
-      body: { amount: balance, currency: 'USD' },
-    },
-    stats,
+  await demoPost(
+    url(1),
+    `/accounts/${id}/deposits`,
+    { amount: balance, currency: 'USD' },
+    randomUUID(),
   );
   return id;
 }
 
 describe('many instances', () => {
   it('migrated the database once although three instances started together', async () => {
-    const { rows } = await sql.query<{ n: number }>('SELECT count(*)::int AS n FROM migrations');
+    const { rows } = await db.sql.query<{ n: number }>('SELECT count(*)::int AS n FROM migrations');
     expect(rows[0].n).toBe(MIGRATIONS.length);
   });
 
@@ -89,13 +59,13 @@ describe('many instances', () => {
     const stats = newStats();
 
     const results = await Promise.all(
-      Array.from({ length: 30 }, (_, i) => sendWithRetries(() => url(i), demo, op, stats)),
+      Array.from({ length: 30 }, (_, i) => sendWithRetries(() => url(i), DEMO_API_KEY, op, stats)),
     );
 
     expect(results.filter((r) => r.status === 201 && !r.replayed)).toHaveLength(1);
     expect(results.filter((r) => r.status === 201 && r.replayed)).toHaveLength(29);
-    expect((await balancesOf(sql, [account]))[account]).toBe(9_000);
-    expect(await ledgerViolations(sql)).toEqual([]);
+    expect((await balancesOf(db.sql, [account]))[account]).toBe(9_000);
+    expect(await ledgerViolations(db.sql)).toEqual([]);
     report('many-instances-same-key', {
       requests: 30,
       executed: 1,
@@ -110,19 +80,15 @@ describe('many instances', () => {
     const accounts: string[] = [];
     for (let i = 0; i < 6; i++) accounts.push(await fundedAccount(START));
     const ops = plan(accounts, 150 * ITERATIONS, rng);
-    const stats = newStats();
 
-    let n = 0;
-    const results = await pool(ops, 9, (op) => {
-      const instance = n++;
-      return sendWithRetries(() => url(instance), demo, op, stats);
+    const { results, stats } = await sendAll(ops, {
+      clients: 9,
+      baseUrl: url,
+      apiKey: DEMO_API_KEY,
     });
 
     expect(results.every((r) => r.status === 201)).toBe(true);
-    const executions = await executionsPerOperation(sql, ops);
-    expect(Object.entries(executions).filter(([, count]) => count !== 1)).toEqual([]);
-    expect(await balancesOf(sql, accounts)).toEqual(expectedBalances(START, accounts, ops));
-    expect(await ledgerViolations(sql)).toEqual([]);
+    await expectExactlyOnce(db.sql, ops, accounts, { start: START });
     report('many-instances-load', {
       operations: ops.length,
       instances: 3,

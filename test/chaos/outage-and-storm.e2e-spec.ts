@@ -1,65 +1,57 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import { ledgerViolations } from '../support/invariants.js';
-import { TcpProxy } from '../support/tcp-proxy.js';
-import { type ApiClient, startTestApp, type TestApp } from '../support/test-app.js';
+import { FaultyProxy } from '../../lab/faulty-proxy.js';
+import { onPort } from '../support/databases.js';
+import { useTestApp } from '../support/test-app.js';
 import {
-  balancesOf,
-  executionsPerOperation,
-  expectedBalances,
+  expectExactlyOnce,
   ITERATIONS,
   newStats,
   plan,
   pool,
   random,
   report,
-  sendWithRetries,
+  sendAll,
 } from './chaos-support.js';
 
-let t: TestApp;
-let api: ApiClient;
-let dbProxy: TcpProxy;
-
+// The app reaches its database through a proxy: stopping the proxy is an outage
+// (open connections cut, new ones refused); starting it again is the recovery.
+// Registered first, so that the proxy is up before useTestApp's beforeAll starts the app.
+let dbProxy: FaultyProxy;
 beforeAll(async () => {
-  // The app reaches its database through a proxy: stopping the proxy is an outage
-  // (open connections cut, new ones refused); starting it again is the recovery.
-  dbProxy = await TcpProxy.start(Number(new URL(process.env.TEST_ADMIN_URL!).port));
-  t = await startTestApp({
-    appDatabaseUrl: (url) => {
-      const u = new URL(url);
-      u.port = String(dbProxy.port);
-      return u.toString();
-    },
-  });
-  api = await t.merchant();
+  dbProxy = await FaultyProxy.start(Number(new URL(process.env.TEST_ADMIN_URL!).port));
 });
-afterAll(async () => {
-  await dbProxy.stop();
-  await t.close();
+const t = useTestApp({
+  appDatabaseUrl: (url) => onPort(url, dbProxy.port),
 });
+afterAll(() => dbProxy.stop());
 
 describe('database outage', () => {
   it('answers 503 with Retry-After while the database is down, never hangs, recovers by itself, and half-applies nothing', async () => {
     const rng = random();
     const START = 1_000_000;
     const accounts: string[] = [];
-    for (let i = 0; i < 6; i++) accounts.push(await api.fundedAccount(START));
+    for (let i = 0; i < 6; i++) accounts.push(await t.api.fundedAccount(START));
     const ops = plan(accounts, 150 * ITERATIONS, rng);
-    const stats = newStats();
+    const stats = newStats(); // read while the load runs
     let completed = 0;
 
-    const load = pool(ops, 6, (op) =>
-      sendWithRetries(() => t.baseUrl, api.apiKey, op, stats, { timeoutMs: 10_000 }).finally(
-        () => completed++,
-      ),
-    );
+    const load = sendAll(ops, {
+      clients: 6,
+      baseUrl: () => t.baseUrl,
+      apiKey: t.api.apiKey,
+      stats,
+      timeoutMs: 10_000,
+      onAnswer: () => completed++,
+    });
     while (completed < ops.length / 4) await new Promise((r) => setTimeout(r, 5));
 
     await dbProxy.stop(); // outage
     const during = await fetch(`${t.baseUrl}/charges`, {
       method: 'POST',
       headers: {
-        Authorization: `Bearer ${api.apiKey}`,
+        Authorization: `Bearer ${t.api.apiKey}`,
         'Content-Type': 'application/json',
         'Idempotency-Key': randomUUID(),
       },
@@ -69,7 +61,7 @@ describe('database outage', () => {
     while (stats.unavailable < 10) await new Promise((r) => setTimeout(r, 5));
     await dbProxy.listen(); // recovery
 
-    const results = await load;
+    const { results } = await load;
     expect(during.status).toBe(503);
     expect(during.headers.get('retry-after')).toBe('1');
     expect(during.headers.get('content-type')).toMatch(/^application\/problem\+json/);
@@ -78,10 +70,7 @@ describe('database outage', () => {
     expect(results.every((r) => r.status === 201)).toBe(true);
     expect((await fetch(`${t.baseUrl}/health`)).status).toBe(200);
 
-    const executions = await executionsPerOperation(t.db, ops);
-    expect(Object.entries(executions).filter(([, n]) => n !== 1)).toEqual([]);
-    expect(await balancesOf(t.db, accounts)).toEqual(expectedBalances(START, accounts, ops));
-    expect(await ledgerViolations(t.db)).toEqual([]);
+    await expectExactlyOnce(t.db, ops, accounts, { start: START });
     report('database-outage', {
       operations: ops.length,
       attempts: stats.attempts,
@@ -95,7 +84,7 @@ describe('database outage', () => {
 
 describe('retry storm', () => {
   it("500 concurrent duplicates of one key cost one execution, and another merchant's requests keep succeeding", async () => {
-    const stormAccount = await api.fundedAccount(10_000);
+    const stormAccount = await t.api.fundedAccount(10_000);
     const other = await t.merchant('Bystander');
     const otherAccount = await other.fundedAccount(100_000);
     const key = randomUUID();
@@ -104,7 +93,7 @@ describe('retry storm', () => {
       fetch(`${t.baseUrl}/charges`, {
         method: 'POST',
         headers: {
-          Authorization: `Bearer ${api.apiKey}`,
+          Authorization: `Bearer ${t.api.apiKey}`,
           'Content-Type': 'application/json',
           'Idempotency-Key': key,
         },
@@ -138,7 +127,7 @@ describe('retry storm', () => {
       results.every((r) => (r.status === 201 && r.replayed) || r.status === 409 || !r.replayed),
     ).toBe(true);
     expect(results.filter((r) => r.status !== 201 && r.status !== 409)).toEqual([]);
-    expect(await api.balance(stormAccount)).toBe(9_000);
+    expect(await t.api.balance(stormAccount)).toBe(9_000);
     expect(await other.balance(otherAccount)).toBe(100_000 - 500);
     expect(await ledgerViolations(t.db)).toEqual([]);
     report('retry-storm', {

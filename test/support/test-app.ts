@@ -1,15 +1,16 @@
 import 'reflect-metadata';
+import { afterAll, afterEach, beforeAll, expect } from '@jest/globals';
 import type { INestApplication } from '@nestjs/common';
-import { randomBytes, randomUUID } from 'node:crypto';
-import pg from 'pg';
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
 import request from 'supertest';
 import { AppModule } from '../../src/app.module.js';
 import { createApp } from '../../src/app.setup.js';
 import { loadConfig } from '../../src/config/config.js';
 import { MerchantsService } from '../../src/merchants/merchants.service.js';
-import { databaseUrl } from './database-names.js';
+import { createTestDatabase, testPool } from './databases.js';
+import { ledgerViolations } from './invariants.js';
 import { ContractChecker } from './openapi.js';
-import { testPool } from './test-pool.js';
 
 export interface TestApp {
   app: INestApplication;
@@ -34,28 +35,19 @@ export interface TestAppOptions {
  * fresh database copied from the migrated template, listening on a free port.
  */
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
-  const adminUrl = required('TEST_ADMIN_URL');
-  const name = `payments_test_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  try {
-    await admin.query(`CREATE DATABASE ${name} TEMPLATE ${required('TEST_TEMPLATE_DB')}`);
-  } finally {
-    await admin.end();
-  }
-  const url = databaseUrl(adminUrl, name);
+  const database = await createTestDatabase();
   const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'fatal', ...options.env });
-  const appUrl = options.appDatabaseUrl?.(url) ?? url;
+  const appUrl = options.appDatabaseUrl?.(database.url) ?? database.url;
   const app = await createApp(AppModule.forRoot(config, appUrl), { logger: false });
   await app.listen(0, '127.0.0.1');
-  const baseUrl = await app.getUrl();
-  const db = testPool(url);
+  const baseUrl = (await app.getUrl()).replace('[::1]', '127.0.0.1');
+  const db = testPool(database.url);
 
   return {
     app,
-    baseUrl: baseUrl.replace('[::1]', '127.0.0.1'),
+    baseUrl,
     db,
-    databaseUrl: url,
+    databaseUrl: database.url,
     async merchant(merchantName = 'Test merchant') {
       const { apiKey, merchant } = await app.get(MerchantsService).create(merchantName);
       return new ApiClient(baseUrl, apiKey, merchant.id);
@@ -63,21 +55,33 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     async close() {
       await app.close();
       await db.end();
-      const drop = new pg.Client({ connectionString: adminUrl });
-      await drop.connect();
-      try {
-        await drop.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      } finally {
-        await drop.end();
-      }
+      await database.drop();
     },
   };
 }
 
-function required(name: string): string {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run the e2e tests through npm test`);
-  return value;
+export interface UsedTestApp extends TestApp {
+  /** A merchant of its own, to act as. */
+  api: ApiClient;
+}
+
+/**
+ * The set-up e2e test files share: the app on a fresh database and a merchant to
+ * act as (beforeAll), the books audited after every test unless `audit` is false
+ * (the same checks as npm run audit), and everything closed (afterAll). The
+ * object is filled in beforeAll: use it inside tests and hooks.
+ */
+export function useTestApp(options: TestAppOptions & { audit?: boolean } = {}): UsedTestApp {
+  const used = {} as UsedTestApp;
+  beforeAll(async () => {
+    const started = await startTestApp(options);
+    Object.assign(used, started, { api: await started.merchant() });
+  });
+  if (options.audit ?? true) {
+    afterEach(async () => expect(await ledgerViolations(used.db)).toEqual([]));
+  }
+  afterAll(() => used.close?.());
+  return used;
 }
 
 const contract = new ContractChecker();

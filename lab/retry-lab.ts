@@ -3,19 +3,12 @@
 // it, showing live what happens, then whether every charge happened exactly once.
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { auditLedger } from '../audit/ledger-audit.js';
-import { loadConfig } from '../config/config.js';
-import { openDatabase } from '../database/open-database.js';
-import { freePort, startApi } from './api-process.js';
-import {
-  FAULTS,
-  FaultyProxy,
-  newStats,
-  type Operation,
-  pool,
-  random,
-  sendWithRetries,
-} from './faulty-network.js';
+import { auditLedger } from '../src/audit/ledger-audit.js';
+import { loadConfig } from '../src/config/config.js';
+import { openDatabase } from '../src/database/open-database.js';
+import { startApi } from './api-process.js';
+import { FAULTS, FaultyProxy, random } from './faulty-proxy.js';
+import { newStats, type Operation, sendAll } from './retrying-client.js';
 
 const CHARGES = Number(process.env.LAB_CHARGES ?? 200);
 const CLIENTS = Number(process.env.LAB_CLIENTS ?? 8);
@@ -33,11 +26,16 @@ async function main(): Promise<number> {
 
   // The database: DATABASE_URL, or the embedded PostgreSQL in DATA_DIR.
   const database = await openDatabase(config);
-  const port = await freePort();
-  const api = await startApi(database.url, port, { LOG_LEVEL: 'error', NODE_ENV: 'development' });
-  const proxy = await new FaultyProxy(port, random(Date.now() % 1_000_000)).start();
-  proxy.faultRate = FAULT_RATE;
-  const direct = `http://127.0.0.1:${port}`;
+  const api = await startApi({
+    env: { DATABASE_URL: database.url, LOG_LEVEL: 'error', NODE_ENV: 'development' },
+    logs: 'errors',
+  });
+  const proxy = await FaultyProxy.start(api.port, {
+    fault: 'random',
+    faultRate: FAULT_RATE,
+    rng: random(Date.now() % 1_000_000),
+  });
+  const direct = api.url;
   const viaProxy = () => `http://127.0.0.1:${proxy.port}`;
   try {
     const account = await post(direct, '/accounts', { name: 'Retry lab', currency: 'USD' });
@@ -55,9 +53,12 @@ async function main(): Promise<number> {
     let done = 0;
     const progress = setInterval(() => draw(done, stats, proxy), 100);
     const started = Date.now();
-    await pool(charges, CLIENTS, async (op) => {
-      await sendWithRetries(viaProxy, API_KEY, op, stats);
-      done++;
+    await sendAll(charges, {
+      clients: CLIENTS,
+      baseUrl: viaProxy,
+      apiKey: API_KEY,
+      stats,
+      onAnswer: () => done++,
     });
     clearInterval(progress);
     draw(done, stats, proxy);
@@ -114,8 +115,8 @@ async function main(): Promise<number> {
     return ok ? 0 : 1;
   } finally {
     await proxy.stop();
-    api.kill('SIGTERM');
-    await new Promise((resolve) => api.once('exit', resolve));
+    api.child.kill('SIGTERM');
+    await api.exited();
     await database.close();
   }
 }

@@ -11,11 +11,28 @@ import autocannon from 'autocannon';
 import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
+import path from 'node:path';
 import pg from 'pg';
-import { migrate } from '../dist/database/data-source.js';
-import { openDatabase } from '../dist/database/open-database.js';
-import { freePort, startApi } from '../dist/lab/api-process.js';
-import { hashApiKey } from '../dist/merchants/api-key.js';
+import { type ApiProcess, projectRoot, startApi } from '../lab/api-process.js';
+import { migrate } from '../src/database/data-source.js';
+import { openDatabase } from '../src/database/open-database.js';
+import { hashApiKey } from '../src/merchants/api-key.js';
+
+/** One line of the table, and of bench/results.json. */
+interface Result {
+  name: string;
+  concurrency: number;
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+  apiRssMb: number | null;
+  apiCpuMs: number | null;
+  dbCpuMs: number | null;
+}
+
+/** The requests of one autocannon scenario (everything but connections and duration). */
+type Load = Pick<autocannon.Options, 'url' | 'requests'>;
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 15);
@@ -26,9 +43,9 @@ const API_KEY = `sk_bench_${randomUUID().replaceAll('-', '')}`;
 const MERCHANT = 'mch_bench';
 const BALANCE = 1_000_000_000_000; // 1e12 cents: one deposit each, never runs out during a run
 
-const results = [];
+const results: Result[] = [];
 
-async function main() {
+async function main(): Promise<void> {
   const database = await benchDatabase();
   const db = new pg.Pool({ connectionString: database.url, max: Math.max(...CONCURRENCY) + 2 });
   db.on('error', () => undefined);
@@ -37,16 +54,18 @@ async function main() {
   const accounts = await seed(db);
   const hot = accounts[0];
 
-  const port = await freePort();
-  const api = await startApi(
-    database.url,
-    port,
-    { NODE_ENV: 'production', DB_POOL_SIZE: process.env.DB_POOL_SIZE ?? '10' },
+  const api = await startApi({
+    env: {
+      DATABASE_URL: database.url,
+      NODE_ENV: 'production',
+      DB_POOL_SIZE: process.env.DB_POOL_SIZE ?? '10',
+    },
     // e.g. BENCH_API_NODE_ARGS='--cpu-prof --cpu-prof-dir=bench/profiles' to profile the API
-    process.env.BENCH_API_NODE_ARGS?.split(' ').filter(Boolean) ?? [],
-  );
-  const base = `http://127.0.0.1:${port}`;
-  log(`API: pid ${api.pid} on ${base}, ${cpus().length} CPUs, ${DURATION} s per scenario`);
+    nodeArgs: process.env.BENCH_API_NODE_ARGS?.split(' ').filter(Boolean) ?? [],
+    logs: 'errors',
+  });
+  const base = api.url;
+  log(`API: pid ${api.child.pid} on ${base}, ${cpus().length} CPUs, ${DURATION} s per scenario`);
   try {
     await warmUp(base, db, accounts);
     for (const c of CONCURRENCY) {
@@ -66,14 +85,17 @@ async function main() {
         requests: [
           {
             method: 'GET',
-            setupRequest: (req) => ({ ...req, path: `/accounts/${pick(accounts)}` }),
+            setupRequest: (req: autocannon.Request) => ({
+              ...req,
+              path: `/accounts/${pick(accounts)}`,
+            }),
           },
         ],
       }));
     }
   } finally {
-    api.kill('SIGTERM');
-    await new Promise((resolve) => api.once('exit', resolve));
+    api.child.kill('SIGTERM');
+    await api.exited();
     await db.end();
     await database.close();
   }
@@ -88,7 +110,7 @@ async function main() {
  * charge over consecutive 6 s windows: 2.4, 1.7, 1.45 ms, then steady), which would
  * be charged to whichever scenario happened to run first.
  */
-async function warmUp(base, db, accounts) {
+async function warmUp(base: string, db: pg.Pool, accounts: string[]): Promise<void> {
   if (WARMUP <= 0) return;
   progress(`warm-up ${WARMUP} s`);
   await Promise.all([
@@ -105,14 +127,14 @@ async function warmUp(base, db, accounts) {
 
 const headers = { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' };
 
-function chargeRequests(base, account) {
+function chargeRequests(base: string, account: () => string): Load {
   return {
     url: base,
     requests: [
       {
         method: 'POST',
         path: '/charges',
-        setupRequest: (req) => ({
+        setupRequest: (req: autocannon.Request) => ({
           ...req,
           headers: { ...headers, 'idempotency-key': randomUUID() },
           body: JSON.stringify({ accountId: account(), amount: 1, currency: 'USD' }),
@@ -123,8 +145,12 @@ function chargeRequests(base, account) {
 }
 
 /** `count` completed charges, to replay: key and body, so the fingerprint matches. */
-async function completedKeys(base, accounts, count) {
-  const keys = [];
+async function completedKeys(
+  base: string,
+  accounts: string[],
+  count: number,
+): Promise<Array<{ key: string; body: string }>> {
+  const keys: Array<{ key: string; body: string }> = [];
   for (let i = 0; i < count; i++) {
     const key = randomUUID();
     const body = JSON.stringify({ accountId: pick(accounts), amount: 1, currency: 'USD' });
@@ -139,14 +165,14 @@ async function completedKeys(base, accounts, count) {
   return keys;
 }
 
-function replayRequests(base, keys) {
+function replayRequests(base: string, keys: Array<{ key: string; body: string }>): Load {
   return {
     url: base,
     requests: [
       {
         method: 'POST',
         path: '/charges',
-        setupRequest: (req) => {
+        setupRequest: (req: autocannon.Request) => {
           const { key, body } = pick(keys);
           return { ...req, headers: { ...headers, 'idempotency-key': key }, body };
         },
@@ -156,7 +182,7 @@ function replayRequests(base, keys) {
 }
 
 /** Every client sends the same key: one execution, then replays (and 409s while it runs). */
-function duplicateRequests(base, accounts) {
+function duplicateRequests(base: string, accounts: string[]): Load {
   const key = randomUUID();
   const body = JSON.stringify({ accountId: pick(accounts), amount: 1, currency: 'USD' });
   return {
@@ -167,14 +193,21 @@ function duplicateRequests(base, accounts) {
   };
 }
 
-async function run(name, connections, api, db, options) {
+async function run(
+  name: string,
+  connections: number,
+  api: ApiProcess,
+  db: pg.Pool,
+  options: () => Load,
+): Promise<void> {
   if (!selected(name)) return;
   progress(`${name} c=${connections}`);
   await settle(db);
-  let peakRss = rssMb(api.pid);
-  const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssMb(api.pid))), 250);
+  const pid = api.child.pid!;
+  let peakRss = rssMb(pid);
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssMb(pid))), 250);
   const ticker = ticking(`${name} c=${connections}`);
-  const cpu = await cpuMeter(db, api.pid);
+  const cpu = await cpuMeter(db, pid);
   const result = await autocannon({ ...options(), connections, duration: DURATION, headers });
   const { apiCpuMs, dbCpuMs } = await cpu.perRequest(result.requests.total);
   clearInterval(sampler);
@@ -185,7 +218,7 @@ async function run(name, connections, api, db, options) {
     result.timeouts +
     Object.entries(result.statusCodeStats ?? {})
       .filter(([code]) => Number(code) >= 400 && !expected.includes(Number(code)))
-      .reduce((n, [, s]) => n + s.count, 0);
+      .reduce((n, [, s]) => n + (s.count ?? 0), 0);
   record({
     name,
     concurrency: connections,
@@ -204,7 +237,7 @@ async function run(name, connections, api, db, options) {
  * previous one left are cleaned up now, not by an autovacuum or a checkpoint that
  * happens to fall in the next scenario's measurement.
  */
-async function settle(db) {
+async function settle(db: pg.Pool): Promise<void> {
   await db.query('VACUUM ANALYZE');
   await db.query('CHECKPOINT');
 }
@@ -228,7 +261,12 @@ const CEILING_SQL = `
   INSERT INTO ledger_entries (merchant_id, id, account_id, type, amount, balance_after, source_id)
   SELECT $1, $6, $3, 'charge', -$4::bigint, d.balance, c.id FROM d, c`;
 
-async function ceiling(name, connections, db, account) {
+async function ceiling(
+  name: string,
+  connections: number,
+  db: pg.Pool,
+  account: () => string,
+): Promise<void> {
   if (!selected(name)) return;
   progress(`${name} c=${connections}`);
   await settle(db);
@@ -256,15 +294,15 @@ async function ceiling(name, connections, db, account) {
  * and background process pg_stat_activity lists), read from /proc: where the time
  * goes. Null where /proc does not have them (another OS, a remote database).
  */
-async function cpuMeter(db, apiPid) {
+async function cpuMeter(db: pg.Pool, apiPid?: number) {
   const databasePids = async () =>
-    (await db.query('SELECT pid FROM pg_stat_activity')).rows.map((r) => r.pid);
+    (await db.query<{ pid: number }>('SELECT pid FROM pg_stat_activity')).rows.map((r) => r.pid);
   const before = cpuSeconds([apiPid, ...(await databasePids())]);
   return {
-    async perRequest(requests) {
+    async perRequest(requests: number) {
       const after = cpuSeconds([apiPid, ...(await databasePids())]);
-      const used = (pid) => (after.get(pid) ?? 0) - (before.get(pid) ?? 0);
-      const msPerRequest = (seconds) =>
+      const used = (pid: number) => (after.get(pid) ?? 0) - (before.get(pid) ?? 0);
+      const msPerRequest = (seconds: number) =>
         requests > 0 && seconds > 0 ? round((seconds * 1000) / requests) : null;
       const dbSeconds = [...after.keys()].filter((pid) => pid !== apiPid).map(used);
       return {
@@ -276,9 +314,9 @@ async function cpuMeter(db, apiPid) {
 }
 
 /** CPU seconds (user + system, all threads) each process has used so far, from /proc. */
-function cpuSeconds(pids) {
-  const seconds = new Map();
-  for (const pid of pids.filter(Boolean)) {
+function cpuSeconds(pids: Array<number | undefined>): Map<number, number> {
+  const seconds = new Map<number, number>();
+  for (const pid of pids.filter((p): p is number => p !== undefined)) {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -291,8 +329,13 @@ function cpuSeconds(pids) {
 }
 
 /** `connections` clients, each issuing the one-statement charge back to back for `seconds`. */
-async function ceilingLoad(connections, db, account, seconds) {
-  const latencies = [];
+async function ceilingLoad(
+  connections: number,
+  db: pg.Pool,
+  account: () => string,
+  seconds: number,
+): Promise<{ latencies: number[]; errors: number }> {
+  const latencies: number[] = [];
   let errors = 0;
   const end = Date.now() + seconds * 1000;
   await Promise.all(
@@ -324,7 +367,7 @@ async function ceilingLoad(connections, db, account, seconds) {
 
 // ---- set-up -------------------------------------------------------------------
 
-async function benchDatabase() {
+async function benchDatabase(): Promise<{ url: string; label: string; close(): Promise<void> }> {
   if (process.env.DATABASE_URL) {
     return { url: process.env.DATABASE_URL, label: 'DATABASE_URL', close: () => Promise.resolve() };
   }
@@ -344,7 +387,7 @@ async function benchDatabase() {
 }
 
 /** A merchant with a known key, and accounts funded through deposits (so the books stay sound). */
-async function seed(db) {
+async function seed(db: pg.Pool): Promise<string[]> {
   await db.query(
     `INSERT INTO merchants (id, name, api_key_hash) VALUES ($1, 'Bench', $2)
      ON CONFLICT (id) DO UPDATE SET api_key_hash = EXCLUDED.api_key_hash`,
@@ -367,7 +410,9 @@ async function seed(db) {
     [MERCHANT, BALANCE, ACCOUNTS],
   );
   const ids = (
-    await db.query(`SELECT id FROM accounts WHERE merchant_id = $1 ORDER BY id`, [MERCHANT])
+    await db.query<{ id: string }>(`SELECT id FROM accounts WHERE merchant_id = $1 ORDER BY id`, [
+      MERCHANT,
+    ])
   ).rows.map((r) => r.id);
   log(`seeded ${ids.length} accounts (${rows.length} deposits this run)`);
   return ids;
@@ -375,15 +420,15 @@ async function seed(db) {
 
 // ---- output -------------------------------------------------------------------
 
-function record(row) {
+function record(row: Result): void {
   results.push(row);
   process.stdout.write(
     `\r${row.name.padEnd(15)} c=${String(row.concurrency).padEnd(4)} ${String(row.rps).padStart(6)} req/s  p50 ${row.p50Ms} ms  p99 ${row.p99Ms} ms  errors ${row.errors}\n`,
   );
 }
 
-function report() {
-  const ceilingOf = (name, c) =>
+function report(): void {
+  const ceilingOf = (name: string, c: number) =>
     results.find(
       (r) =>
         r.name === (name === 'charge-hot' ? 'ceiling-hot' : 'ceiling-spread') &&
@@ -401,21 +446,21 @@ function report() {
     );
   }
   writeFileSync(
-    new URL('./results.json', import.meta.url),
+    path.join(projectRoot, 'bench/results.json'),
     JSON.stringify({ scenarios: results }, null, 2) + '\n',
   );
   console.log('\nwritten: bench/results.json');
 }
 
-function log(message) {
+function log(message: string): void {
   console.log(`[bench] ${message}`);
 }
 
-function progress(label) {
+function progress(label: string): void {
   process.stdout.write(`\r${label.padEnd(40)} running...`);
 }
 
-function ticking(label) {
+function ticking(label: string): NodeJS.Timeout {
   const started = Date.now();
   return setInterval(() => {
     const s = Math.round((Date.now() - started) / 1000);
@@ -423,7 +468,7 @@ function ticking(label) {
   }, 1000);
 }
 
-function rssMb(pid) {
+function rssMb(pid: number): number {
   try {
     const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
     return kb ? Number(kb) / 1024 : 0;
@@ -433,15 +478,15 @@ function rssMb(pid) {
 }
 
 /** BENCH_SCENARIOS=charge-spread,ceiling-spread runs only those. */
-function selected(name) {
+function selected(name: string): boolean {
   return !SCENARIOS || SCENARIOS.includes(name);
 }
 
-function pick(items) {
+function pick<T>(items: T[]): T {
   return items[Math.floor(Math.random() * items.length)];
 }
 
-function round(ms) {
+function round(ms: number): number {
   return Math.round(ms * 100) / 100;
 }
 
