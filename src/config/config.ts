@@ -92,7 +92,7 @@ export function everyAddress(interfaces = networkInterfaces()): string {
 }
 
 /** The names of the settings, for tests that compare other files with the app's config. */
-export const CONFIG_KEYS = Object.keys(new AppConfig()).concat('DATABASE_URL');
+export const CONFIG_KEYS = [...new Set([...Object.keys(new AppConfig()), 'DATABASE_URL'])];
 
 /** Reads and validates the environment; throws a ConfigError naming each bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
