@@ -18,8 +18,8 @@ export class IdempotencyKeysController {
   ): Promise<IdempotencyKeyView> {
     const key = parseIdempotencyKey(raw);
     if (key === undefined) throw new ProblemError('idempotency-key-invalid', 'The key is empty.');
-    const row = await this.keys.find(merchantId, key);
-    if (!row) throw new NotFoundError('idempotency key', key);
+    const row = await this.keys.lookup(merchantId, key);
+    if (!row || row.expired) throw new NotFoundError('idempotency key', key);
     return toIdempotencyKeyView(row);
   }
 }

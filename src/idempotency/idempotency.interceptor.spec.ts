@@ -6,11 +6,15 @@ import { lastValueFrom, of, throwError } from 'rxjs';
 import { CommittedProblem, ProblemError } from '../problems/problem.js';
 import type { TransactionHost } from '../database/transaction-host.js';
 import { requestFingerprint } from './fingerprint.js';
-import type { IdempotencyKey } from './idempotency-key.entity.js';
 import { IdempotencyInterceptor } from './idempotency.interceptor.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import type { AppConfig } from '../config/config.js';
-import { type KeyedRequest, IdempotencyService, KeyInUse } from './idempotency.service.js';
+import {
+  type IdempotencyService,
+  type KeyedRequest,
+  KeyInUse,
+  type StoredKey,
+} from './idempotency.service.js';
 import { Idempotent } from './idempotent.decorator.js';
 import type { RecordedResponse } from './recorded-response.js';
 import { VerbatimResponse } from '../http/verbatim-response.js';
@@ -31,14 +35,16 @@ class Routes {
  * by the e2e tests against a real server.
  */
 class InMemoryKeys {
-  rows = new Map<string, IdempotencyKey>();
+  rows = new Map<string, StoredKey>();
   locked = new Set<string>();
   /** Simulates another request committing the key between our lookup and our save. */
-  stolenBeforeSave?: IdempotencyKey;
+  stolenBeforeSave?: StoredKey;
+  /** Expired rows deleted at COMMIT. */
+  deleted = 0;
 
   constructor(private readonly tx: RecordingTransactions) {}
 
-  async find(merchantId: string, key: string) {
+  async lookup(merchantId: string, key: string) {
     return this.rows.get(`${merchantId}:${key}`) ?? null;
   }
   /** Like the real one: a failed claim aborts the transaction, before the handler's work. */
@@ -55,10 +61,17 @@ class InMemoryKeys {
     this.onProbe?.(this.probes);
     return !this.locked.has(`${merchantId}:${key}`);
   }
-  /** Like the real one: the row is written at COMMIT, and a live row makes COMMIT fail. */
-  saveAtCommit(request: KeyedRequest, response: RecordedResponse) {
+  /**
+   * Like the real one: the row is written at COMMIT, after the expired row the
+   * lookup saw (`replacing`) is deleted, and a live row makes COMMIT fail.
+   */
+  saveAtCommit(request: KeyedRequest, response: RecordedResponse, replacing: StoredKey | null) {
     this.tx.atCommit(() => {
       const id = `${request.merchantId}:${request.key}`;
+      if (replacing && this.rows.get(id)?.expired) {
+        this.rows.delete(id);
+        this.deleted += 1;
+      }
       if (this.stolenBeforeSave) this.rows.set(id, this.stolenBeforeSave);
       if (this.rows.has(id)) {
         throw Object.assign(new Error('duplicate key'), {
@@ -71,7 +84,7 @@ class InMemoryKeys {
   }
 }
 
-function row(request: KeyedRequest, response: RecordedResponse): IdempotencyKey {
+function row(request: KeyedRequest, response: RecordedResponse): StoredKey {
   return {
     merchantId: request.merchantId,
     key: request.key,
@@ -84,6 +97,7 @@ function row(request: KeyedRequest, response: RecordedResponse): IdempotencyKey 
     responseLocation: response.location,
     createdAt: new Date(),
     expiresAt: new Date(Date.now() + 1000),
+    expired: false,
   };
 }
 
@@ -235,6 +249,24 @@ describe('IdempotencyInterceptor', () => {
       responseBody: '{"id":"t1","n":1}',
     });
     expect(tx.outcomes).toEqual(['commit']);
+  });
+
+  it('executes an expired key afresh, deleting the old row at COMMIT; a new key sends no DELETE', async () => {
+    await run('create', handlerReturning({ id: 'new' }), 'k0').result;
+    expect(keys.deleted).toBe(0);
+    await run('create', handlerReturning({ id: 'old' }), 'k1').result;
+    keys.rows.get('mch_1:k1')!.expired = true;
+
+    const { res, result } = run('create', handlerReturning({ id: 'again' }), 'k1', { amount: 2 });
+
+    expect(await result).toBe('{"id":"again"}');
+    expect(res.headers['idempotent-replayed']).toBeUndefined();
+    expect(keys.deleted).toBe(1);
+    expect(keys.rows.get('mch_1:k1')).toMatchObject({
+      responseBody: '{"id":"again"}',
+      expired: false,
+    });
+    expect(calls).toBe(3);
   });
 
   it('replays a completed key without calling the handler', async () => {

@@ -21,13 +21,13 @@ import {
 import { TransactionHost } from '../database/transaction-host.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { requestFingerprint } from './fingerprint.js';
-import type { IdempotencyKey } from './idempotency-key.entity.js';
 import { parseIdempotencyKey } from './idempotency-key.js';
 import {
   IdempotencyService,
   isKeyAlreadyStored,
   type KeyedRequest,
   KeyInUse,
+  type StoredKey,
 } from './idempotency.service.js';
 import { IDEMPOTENT, type IdempotentOptions } from './idempotent.decorator.js';
 import { preferredWaitSeconds } from './prefer-wait.js';
@@ -147,19 +147,20 @@ export class IdempotencyInterceptor implements NestInterceptor {
     options: IdempotentOptions,
     routeStatus: number,
   ): Promise<Omit<Outcome, 'preferredWait'> | undefined> {
-    const stored = await this.keys.find(request.merchantId, request.key);
-    if (stored) return this.replay(stored, request);
+    const stored = await this.keys.lookup(request.merchantId, request.key);
+    if (stored && !stored.expired) return this.replay(stored, request);
 
+    // A new key, or an expired one (it counts as unused, and is replaced).
     try {
       const response = await this.tx.run(() =>
-        this.claimAndExecute(request, next, options, routeStatus),
+        this.claimAndExecute(request, stored, next, options, routeStatus),
       );
       return { response, replayed: false };
     } catch (error) {
       if (error instanceof KeyInUse) return undefined;
       if (!isKeyAlreadyStored(error)) throw error;
-      const winner = await this.keys.find(request.merchantId, request.key);
-      return winner ? this.replay(winner, request) : undefined;
+      const winner = await this.keys.lookup(request.merchantId, request.key);
+      return winner && !winner.expired ? this.replay(winner, request) : undefined;
     }
   }
 
@@ -176,6 +177,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
    */
   private async claimAndExecute(
     request: KeyedRequest,
+    expired: StoredKey | null,
     next: CallHandler,
     options: IdempotentOptions,
     routeStatus: number,
@@ -186,7 +188,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
     ]);
     if (claimed.status === 'rejected') throw claimed.reason;
     if (executed.status === 'rejected') throw executed.reason;
-    this.keys.saveAtCommit(request, executed.value);
+    this.keys.saveAtCommit(request, executed.value, expired);
     return executed.value;
   }
 
@@ -234,7 +236,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
     }
   }
 
-  private replay(stored: IdempotencyKey, request: KeyedRequest): Omit<Outcome, 'preferredWait'> {
+  private replay(stored: StoredKey, request: KeyedRequest): Omit<Outcome, 'preferredWait'> {
     if (stored.fingerprint !== request.fingerprint) {
       this.metrics.countIdempotency('reused');
       throw new ProblemError(

@@ -32,6 +32,12 @@ export class KeyInUse extends Error {
   }
 }
 
+/** A row of idempotency_keys as the lookup finds it, live or expired. */
+export interface StoredKey extends IdempotencyKey {
+  /** Past its expiry: it counts as unused (contract §4.9), and a new request replaces it. */
+  expired: boolean;
+}
+
 /** Rows deleted per statement by deleteExpired: a short transaction that locks only its own rows. */
 export const PURGE_BATCH_SIZE = 1_000;
 
@@ -43,15 +49,20 @@ export class IdempotencyService {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  /** The completed request stored under this merchant's key, if any (and not expired). */
-  async find(merchantId: string, key: string): Promise<IdempotencyKey | null> {
-    const [row] = await this.tx.query<IdempotencyKey>(
+  /**
+   * What is stored under this merchant's key: the completed request, or an
+   * expired one (which counts as unused), or null. Expired rows are returned so
+   * that the request replacing one knows to delete it (saveAtCommit).
+   */
+  async lookup(merchantId: string, key: string): Promise<StoredKey | null> {
+    const [row] = await this.tx.query<StoredKey>(
       `SELECT request_method AS "requestMethod", request_path AS "requestPath", fingerprint,
               response_status AS "responseStatus", response_content_type AS "responseContentType",
               response_body AS "responseBody", response_location AS "responseLocation",
-              key, created_at AS "createdAt", expires_at AS "expiresAt"
+              key, created_at AS "createdAt", expires_at AS "expiresAt",
+              expires_at <= now() AS expired
          FROM idempotency_keys
-        WHERE merchant_id = $1 AND key = $2 AND expires_at > now()`,
+        WHERE merchant_id = $1 AND key = $2`,
       [merchantId, key],
     );
     return row ?? null;
@@ -92,17 +103,26 @@ export class IdempotencyService {
 
   /**
    * Stores the response under the key when the current transaction commits,
-   * sent with COMMIT (one round trip for all three). An expired row for the key
-   * counts as unused (§4.9) and is replaced. A live row means another request
-   * with this key committed between our lookup and our claim: the INSERT then
-   * fails with a unique violation (see isKeyAlreadyStored), PostgreSQL rolls the
-   * transaction back instead of committing it, and the caller replays that row.
+   * sent with COMMIT (one round trip). `replacing` is the expired row the lookup
+   * found, if any: it counts as unused (§4.9) and is deleted first; without one,
+   * no DELETE is sent at all. A live row means another request with this key
+   * committed between our lookup and our claim: the INSERT then fails with a
+   * unique violation (see isKeyAlreadyStored), PostgreSQL rolls the transaction
+   * back instead of committing it, and the caller replays that row. (So does a
+   * row that expired in between, which only a TTL of a second or two allows: the
+   * caller then finds it expired, answers 409, and the client's retry replaces it.)
    */
-  saveAtCommit(request: KeyedRequest, response: RecordedResponse): void {
-    this.tx.atCommit(
-      `DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND expires_at <= now()`,
-      [request.merchantId, request.key],
-    );
+  saveAtCommit(
+    request: KeyedRequest,
+    response: RecordedResponse,
+    replacing: StoredKey | null,
+  ): void {
+    if (replacing) {
+      this.tx.atCommit(
+        `DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND expires_at <= now()`,
+        [request.merchantId, request.key],
+      );
+    }
     this.tx.atCommit(
       `INSERT INTO idempotency_keys
          (merchant_id, key, request_method, request_path, fingerprint, response_status,
