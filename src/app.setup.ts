@@ -3,6 +3,7 @@ import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import type { ApiRequest } from './http/api-request.js';
+import { installConditionalGet } from './http/conditional.js';
 import { InFlightRequests } from './http/in-flight.js';
 import { BODY_LIMIT_BYTES, installJsonBodyParser, rejectNulInUrl } from './http/json-body.js';
 import { sendProblem, toProblem } from './http/problem.filter.js';
@@ -51,6 +52,7 @@ export async function createApp(
   http.addHook('onRequest', rejectNulInUrl);
   http.addHook('onRequest', inFlight.hook);
   installJsonBodyParser(http);
+  installConditionalGet(http);
   app.useGlobalPipes(createValidationPipe());
   return app;
 }

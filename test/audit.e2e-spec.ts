@@ -13,7 +13,14 @@ import { useTestApp } from './support/test-app.js';
  */
 // Not audited after each test: this file corrupts the books on purpose (and rolls back).
 const t = useTestApp({ audit: false });
-let ids: { account: string; charge: string; failed: string; deposit: string; refund: string };
+let ids: {
+  account: string;
+  charge: string;
+  failed: string;
+  deposit: string;
+  refund: string;
+  closed: string;
+};
 
 beforeAll(async () => {
   const account = await t.api.createAccount();
@@ -29,12 +36,17 @@ beforeAll(async () => {
     { amount: 300 },
     randomUUID(),
   );
+  // An account that held money, was emptied, then closed.
+  const closed = await t.api.fundedAccount(100);
+  await t.api.charge(closed, 100, randomUUID());
+  await t.api.delete(`/accounts/${closed}`);
   ids = {
     account,
     deposit: deposit.body.id,
     charge: charge.body.id,
     failed: failed.body.chargeId,
     refund: refund.body.id,
+    closed,
   };
 });
 
@@ -88,6 +100,12 @@ describe('the auditor', () => {
       'refunds never exceed',
       'UPDATE charges SET amount_refunded = amount_refunded + 1 WHERE id = $1',
       'charge',
+    ],
+    [
+      'money moved after an account closed',
+      'a closed account holds nothing',
+      `UPDATE accounts SET closed_at = '2000-01-01' WHERE id = $1`,
+      'closed',
     ],
     [
       'a stored response pointing at nothing',

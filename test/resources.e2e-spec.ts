@@ -17,6 +17,9 @@ describe('accounts', () => {
       name: 'Savings',
       currency: 'JPY',
       balance: 0,
+      metadata: {},
+      status: 'open',
+      closedAt: null,
       createdAt: expect.any(String),
       updatedAt: expect.any(String),
     });

@@ -21,6 +21,18 @@ export class Account {
   @Column({ type: 'bigint' })
   balance: number;
 
+  /** What the merchant keeps about the account: string keys to string values. */
+  @Column({ type: 'jsonb' })
+  metadata: Record<string, string>;
+
+  /** +1 on every change of the account (fields, balance, closing): its ETag. */
+  @Column({ type: 'bigint' })
+  version: number;
+
+  /** When the account was closed (DELETE); a closed account holds nothing and never moves. */
+  @Column({ name: 'closed_at', type: 'timestamptz', nullable: true })
+  closedAt: Date | null;
+
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt: Date;
 

@@ -1,38 +1,39 @@
 import { Injectable } from '@nestjs/common';
-import { CommittedProblem, NotFoundError } from '../problems/problem.js';
 import { newId } from '../common/ids.js';
 import { type List, page } from '../common/list.js';
 import { TransactionHost } from '../database/transaction-host.js';
+import { CommittedProblem, NotFoundError, ProblemError } from '../problems/problem.js';
 import { Account } from './account.entity.js';
 import { type AccountView, toAccountView } from './account.view.js';
 import type { CreateAccountDto } from './dto/create-account.dto.js';
 import type { ListAccountsQuery } from './dto/list-accounts.query.js';
+import type { ReplaceAccountDto } from './dto/replace-account.dto.js';
+
+const ACCOUNT_COLUMNS = `merchant_id AS "merchantId", id, name, currency, balance, metadata, version,
+  closed_at AS "closedAt", created_at AS "createdAt", updated_at AS "updatedAt"`;
 
 /**
- * Accounts: opens them and reads them. The balance is not changed here: it moves
- * only with a ledger entry, through LedgerService.post().
+ * Accounts: opens, reads, replaces and closes them. The balance is not changed
+ * here: it moves only with a ledger entry, through LedgerService.post().
  */
 @Injectable()
 export class AccountsService {
   constructor(private readonly tx: TransactionHost) {}
 
   /** Opens an account with a zero balance. */
-  async create(merchantId: string, dto: CreateAccountDto): Promise<AccountView> {
-    const id = newId('account');
-    const [row] = await this.tx.query<Pick<Account, 'createdAt' | 'updatedAt'>>(
-      `INSERT INTO accounts (merchant_id, id, name, currency, balance) VALUES ($1, $2, $3, $4, 0)
-       RETURNING created_at AS "createdAt", updated_at AS "updatedAt"`,
-      [merchantId, id, dto.name, dto.currency],
+  async create(merchantId: string, dto: CreateAccountDto): Promise<Account> {
+    const [row] = await this.tx.query<Account>(
+      `INSERT INTO accounts (merchant_id, id, name, currency, metadata) VALUES ($1, $2, $3, $4, $5)
+       RETURNING ${ACCOUNT_COLUMNS}`,
+      [merchantId, newId('account'), dto.name, dto.currency, JSON.stringify(dto.metadata ?? {})],
     );
-    return toAccountView({ merchantId, id, ...dto, balance: 0, ...row });
+    return row;
   }
 
   /** The merchant's account, or a 404 (NotFoundError, also for another merchant's id). */
   async get(merchantId: string, id: string): Promise<Account> {
     const [row] = await this.tx.query<Account>(
-      `SELECT merchant_id AS "merchantId", id, name, currency, balance,
-              created_at AS "createdAt", updated_at AS "updatedAt"
-         FROM accounts WHERE merchant_id = $1 AND id = $2`,
+      `SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE merchant_id = $1 AND id = $2`,
       [merchantId, id],
     );
     if (!row) throw new NotFoundError('account', id);
@@ -40,23 +41,99 @@ export class AccountsService {
   }
 
   /**
-   * The merchant's account, checked to hold `currency`: 404 or 422
-   * (CurrencyMismatchError) otherwise. How a movement that did not post finds out
-   * why, when the reason is not the balance.
+   * The merchant's account, checked to be open and to hold `currency`: 404, 409
+   * (AccountClosed) or 422 (CurrencyMismatchError) otherwise. How a movement that
+   * did not post finds out why, when the reason is not the balance.
    */
-  async getInCurrency(merchantId: string, id: string, currency: string): Promise<Account> {
+  async getMovable(merchantId: string, id: string, currency: string): Promise<Account> {
     const account = await this.get(merchantId, id);
+    if (account.closedAt) throw new AccountClosed(account);
     if (account.currency !== currency) throw new CurrencyMismatchError(currency, account);
     return account;
   }
 
+  /** Open accounts, newest first; closed ones too with `includeClosed`. */
   async list(merchantId: string, query: ListAccountsQuery): Promise<List<AccountView>> {
     const qb = this.tx
       .repository(Account)
       .createQueryBuilder('account')
       .where('account.merchant_id = :merchantId', { merchantId });
+    if (!query.includeClosed) qb.andWhere('account.closed_at IS NULL');
     return page(qb, query, toAccountView);
   }
+
+  /**
+   * PUT: sets the account's name and metadata. Safe to repeat without a key,
+   * because it sets rather than adds: the same PUT twice leaves the same state.
+   *
+   * One conditional UPDATE. It applies only to an open account and, when the
+   * client sent If-Match, only if the account is still at a version it names
+   * (`expected`): a compare-and-set, so of two clients that read version 3 and
+   * both write, one wins and the other learns it lost (412) instead of silently
+   * overwriting. A PUT that changes nothing leaves the version (the ETag) and
+   * updatedAt as they are.
+   */
+  async replace(
+    merchantId: string,
+    id: string,
+    dto: ReplaceAccountDto,
+    expected: number[] | null,
+  ): Promise<Account> {
+    const fields = { name: dto.name, metadata: dto.metadata ?? {} };
+    const [updated] = await this.tx.query<Account>(
+      `UPDATE accounts
+          SET name = $3, metadata = $4,
+              version = CASE WHEN (name, metadata) IS DISTINCT FROM ($3, $4::jsonb)
+                             THEN version + 1 ELSE version END,
+              updated_at = CASE WHEN (name, metadata) IS DISTINCT FROM ($3, $4::jsonb)
+                                THEN now() ELSE updated_at END
+        WHERE merchant_id = $1 AND id = $2 AND closed_at IS NULL
+          AND ($5::bigint[] IS NULL OR version = ANY ($5::bigint[]))
+       RETURNING ${ACCOUNT_COLUMNS}`,
+      [merchantId, id, fields.name, JSON.stringify(fields.metadata), expected],
+    );
+    if (updated) return updated;
+
+    // Nothing written: say why, from the account as it is now.
+    const account = await this.get(merchantId, id);
+    // Already so: a retry of a PUT that went through (its response was lost) is
+    // answered as a success, even though its If-Match is stale now (RFC 9110 §13.1).
+    if (hasFields(account, fields)) return account;
+    if (expected && !expected.includes(account.version)) throw new PreconditionFailed(account);
+    throw new AccountClosed(account);
+  }
+
+  /**
+   * DELETE: closes an empty account. Safe to repeat without a key: closing a
+   * closed account changes nothing and succeeds. One conditional UPDATE, on an
+   * open account with nothing in it (and at a version If-Match names): a
+   * deposit racing with it either lands first (then the account is not empty)
+   * or finds it closed.
+   */
+  async close(merchantId: string, id: string, expected: number[] | null): Promise<void> {
+    const [closed] = await this.tx.query(
+      `UPDATE accounts SET closed_at = now(), version = version + 1, updated_at = now()
+        WHERE merchant_id = $1 AND id = $2 AND closed_at IS NULL AND balance = 0
+          AND ($3::bigint[] IS NULL OR version = ANY ($3::bigint[]))
+       RETURNING 1`,
+      [merchantId, id, expected],
+    );
+    if (closed) return;
+
+    const account = await this.get(merchantId, id);
+    if (account.closedAt) return; // already closed: the same answer, nothing changes
+    if (expected && !expected.includes(account.version)) throw new PreconditionFailed(account);
+    throw new AccountNotEmpty(account);
+  }
+}
+
+function hasFields(account: Account, fields: { name: string; metadata: Record<string, string> }) {
+  const keys = Object.keys(fields.metadata);
+  return (
+    account.name === fields.name &&
+    keys.length === Object.keys(account.metadata).length &&
+    keys.every((key) => account.metadata[key] === fields.metadata[key])
+  );
 }
 
 export class CurrencyMismatchError extends CommittedProblem {
@@ -64,6 +141,34 @@ export class CurrencyMismatchError extends CommittedProblem {
     super(
       'currency-mismatch',
       `The amount is in ${requested} but account ${account.id} holds ${account.currency}.`,
+    );
+  }
+}
+
+/** 409: a closed account is never moved again (stored and replayed on a money route). */
+export class AccountClosed extends CommittedProblem {
+  constructor(account: Account) {
+    super('account-closed', `Account ${account.id} is closed: it takes no money and no changes.`);
+  }
+}
+
+/** 409: only an empty account can be closed. */
+export class AccountNotEmpty extends ProblemError {
+  constructor(account: Account) {
+    super(
+      'account-not-empty',
+      `Account ${account.id} holds money (balance ${account.balance}); move it out before closing the account.`,
+      { balance: account.balance },
+    );
+  }
+}
+
+/** 412: the account changed since the client read the version its If-Match names. */
+export class PreconditionFailed extends ProblemError {
+  constructor(account: Account) {
+    super(
+      'precondition-failed',
+      `Account ${account.id} has changed since the version If-Match names. Nothing was changed: read it again (GET gives its ETag), then decide.`,
     );
   }
 }

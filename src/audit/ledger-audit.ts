@@ -64,6 +64,15 @@ export const AUDIT_CHECKS: AuditCheck[] = [
              AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.merchant_id = l.merchant_id AND r.id = l.source_id)`,
   },
   {
+    rule: 'a closed account holds nothing, and no money moved after it closed',
+    sql: `SELECT a.id, CASE WHEN a.balance <> 0 THEN 'balance ' || a.balance::text
+                            ELSE 'ledger entry ' || l.id || ' after closing' END AS detail
+            FROM accounts a
+            LEFT JOIN ledger_entries l
+              ON l.merchant_id = a.merchant_id AND l.account_id = a.id AND l.created_at > a.closed_at
+           WHERE a.closed_at IS NOT NULL AND (a.balance <> 0 OR l.id IS NOT NULL)`,
+  },
+  {
     rule: 'refunds never exceed their charge, and add up to its amountRefunded',
     sql: `SELECT c.id, c.amount::text || ' charged, ' || COALESCE(SUM(r.amount), 0)::text || ' refunded, '
                  || c.amount_refunded::text || ' recorded' AS detail

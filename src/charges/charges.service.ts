@@ -73,8 +73,8 @@ export class ChargesService {
       return toChargeView(succeeded);
     }
 
-    // No debit: find out why (unknown account, other currency, or not enough money).
-    await this.accounts.getInCurrency(merchantId, dto.accountId, dto.currency);
+    // No debit: find out why (unknown or closed account, other currency, or not enough money).
+    await this.accounts.getMovable(merchantId, dto.accountId, dto.currency);
     const failed = { ...charge, status: 'failed', failureCode: 'insufficient_funds' } as const;
     const [{ createdAt }] = await this.tx.query<{ createdAt: Date }>(
       `${INSERT_CHARGE} RETURNING created_at AS "createdAt"`,

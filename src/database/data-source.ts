@@ -9,6 +9,7 @@ import { Merchant } from '../merchants/merchant.entity.js';
 import { InitialSchema1764403200000 } from './migrations/1764403200000-initial-schema.js';
 import { Refunds1764489600000 } from './migrations/1764489600000-refunds.js';
 import { IdempotencyKeyLock1764576000000 } from './migrations/1764576000000-idempotency-key-lock.js';
+import { AccountLifecycle1764662400000 } from './migrations/1764662400000-account-lifecycle.js';
 import { Refund } from '../refunds/refund.entity.js';
 
 export const ENTITIES = [Merchant, Account, Deposit, Charge, Refund, LedgerEntry, IdempotencyKey];
@@ -16,6 +17,7 @@ export const MIGRATIONS = [
   InitialSchema1764403200000,
   Refunds1764489600000,
   IdempotencyKeyLock1764576000000,
+  AccountLifecycle1764662400000,
 ];
 
 /**

@@ -39,8 +39,8 @@ export class DepositsService {
       sourceId: deposit.id,
     });
     if (!credit) {
-      // Unknown account (404), another currency (422), or too much money.
-      await this.accounts.getInCurrency(merchantId, accountId, dto.currency);
+      // Unknown account (404), a closed one (409), another currency (422), or too much money.
+      await this.accounts.getMovable(merchantId, accountId, dto.currency);
       throw new BalanceLimitExceeded(accountId, 'deposit');
     }
     const recorded: Deposit = { ...deposit, createdAt: credit.createdAt };

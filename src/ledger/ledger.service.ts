@@ -41,14 +41,15 @@ export class LedgerService {
    * clause is the check that makes adding safe: the row lock the UPDATE takes
    * serialises movements of the account, and the balance is tested after the lock,
    * so two charges can never spend the same money. Null when nothing moved: no such
-   * account (or another merchant's), another currency, or a balance that would
-   * leave [0, MAX_BALANCE]. The caller tells which, off the hot path.
+   * account (or another merchant's), a closed one, another currency, or a balance
+   * that would leave [0, MAX_BALANCE]. The caller tells which, off the hot path.
+   * Every movement is a change of the account: its version (the ETag) grows.
    */
   async post(movement: Movement): Promise<Posted | null> {
     const [row] = await this.tx.query<Posted>(
       `WITH moved AS (
-         UPDATE accounts SET balance = balance + $5::bigint, updated_at = now()
-          WHERE merchant_id = $1 AND id = $2 AND currency = $3
+         UPDATE accounts SET balance = balance + $5::bigint, version = version + 1, updated_at = now()
+          WHERE merchant_id = $1 AND id = $2 AND currency = $3 AND closed_at IS NULL
             AND balance + $5::bigint BETWEEN 0 AND $8::bigint
          RETURNING balance)
        INSERT INTO ledger_entries (merchant_id, id, account_id, type, amount, balance_after, source_id)

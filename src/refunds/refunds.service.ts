@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import { AccountsService } from '../accounts/accounts.service.js';
 import { ChargesService } from '../charges/charges.service.js';
 import { newId } from '../common/ids.js';
 import { TransactionHost } from '../database/transaction-host.js';
@@ -13,6 +14,7 @@ import { type RefundView, toRefundView } from './refund.view.js';
 export class RefundsService {
   constructor(
     private readonly tx: TransactionHost,
+    private readonly accounts: AccountsService,
     private readonly charges: ChargesService,
     private readonly ledger: LedgerService,
   ) {}
@@ -53,7 +55,11 @@ export class RefundsService {
       amount,
       sourceId: refund.id,
     });
-    if (!credit) throw new BalanceLimitExceeded(charge.accountId, 'refund');
+    if (!credit) {
+      // A closed account (409), or too much money.
+      await this.accounts.getMovable(merchantId, charge.accountId, charge.currency);
+      throw new BalanceLimitExceeded(charge.accountId, 'refund');
+    }
 
     const recorded: Refund = { ...refund, createdAt: credit.createdAt };
     this.tx.atCommit(

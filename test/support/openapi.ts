@@ -104,7 +104,13 @@ export class ResponseValidator {
       throw new Error(`openapi.yaml has no ${status} for ${method.toUpperCase()} ${path}`);
     const mediaType = contentType.split(';')[0].trim();
     const resolved = deref(this.doc, response);
-    if (!resolved.content?.[mediaType]) {
+    if (!resolved.content) {
+      // A response documented without a body (204, 304) must come without one.
+      const empty =
+        body === '' || body === undefined || (isObject(body) && !Object.keys(body).length);
+      return empty ? [] : [`a body where ${status} documents none`];
+    }
+    if (!resolved.content[mediaType]) {
       throw new Error(
         `openapi.yaml has no ${mediaType} body for ${status} of ${method.toUpperCase()} ${path}`,
       );
@@ -118,6 +124,10 @@ export class ResponseValidator {
       ? []
       : (validate.errors ?? []).map((e) => `${e.instancePath} ${e.message}`);
   }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null;
 }
 
 function escape(segment: string): string {

@@ -119,6 +119,24 @@ export class ApiClient {
     return body === undefined ? req : req.send(body);
   }
 
+  /** A PUT, with its extra headers (If-Match, ...). */
+  put(path: string, body: object, headers: Record<string, string> = {}) {
+    return request(this.baseUrl)
+      .put(path)
+      .set('Authorization', `Bearer ${this.apiKey}`)
+      .set(headers)
+      .expect(conformsTo('put', path))
+      .send(body);
+  }
+
+  delete(path: string, headers: Record<string, string> = {}) {
+    return request(this.baseUrl)
+      .delete(path)
+      .set('Authorization', `Bearer ${this.apiKey}`)
+      .set(headers)
+      .expect(conformsTo('delete', path));
+  }
+
   async createAccount(currency = 'USD', name = 'Test account'): Promise<string> {
     const res = await this.post('/accounts', { name, currency });
     if (res.status !== 201) throw new Error(`account: ${res.status} ${res.text}`);

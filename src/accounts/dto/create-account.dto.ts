@@ -1,4 +1,5 @@
-import { IsString, Length, Matches } from 'class-validator';
+import { IsOptional, IsString, Length, Matches } from 'class-validator';
+import { IsMetadata } from '../../common/metadata.js';
 import { CURRENCY_PATTERN } from '../../common/money.js';
 
 export class CreateAccountDto {
@@ -12,4 +13,8 @@ export class CreateAccountDto {
     message: 'currency must be an ISO 4217 code in upper case, e.g. USD',
   })
   currency: string;
+
+  @IsOptional()
+  @IsMetadata()
+  metadata?: Record<string, string>;
 }

@@ -1,6 +1,6 @@
 import { IsOptional, IsString, Length } from 'class-validator';
 import { MoneyMovementDto } from '../../common/money.dto.js';
-import { IsMetadata } from './is-metadata.js';
+import { IsMetadata } from '../../common/metadata.js';
 
 export class CreateChargeDto extends MoneyMovementDto {
   @IsString()

@@ -23,7 +23,7 @@ export function metadataProblem(value: unknown): string | undefined {
   return undefined;
 }
 
-/** At most 20 string→string pairs; keys ≤ 40 characters, values ≤ 500 (contract §3). */
+/** At most 20 string→string pairs; keys ≤ 40 characters, values ≤ 500 (contract §3): on charges and accounts. */
 export function IsMetadata(options?: ValidationOptions): PropertyDecorator {
   return (target, propertyName) =>
     registerDecorator({
