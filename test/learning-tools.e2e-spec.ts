@@ -28,7 +28,7 @@ function runCollection(): Promise<newman.NewmanRunSummary> {
 }
 
 describe('scripts/demo.sh', () => {
-  it('tells the retry story: one debit, a replay, a 422, a refund, balance 8500', async () => {
+  it('tells the retry story (one debit, a replay, a 422, a refund, balance 8500), then PUT twice, a stale If-Match and DELETE', async () => {
     const { stdout } = await promisify(execFile)(
       'bash',
       [path.join(projectRoot, 'scripts/demo.sh')],
@@ -36,10 +36,18 @@ describe('scripts/demo.sh', () => {
         env: { ...process.env, API: t.baseUrl, API_KEY: t.api.apiKey },
       },
     );
-    expect(stdout.match(/HTTP\/1\.1 201 Created/g)).toHaveLength(5);
+    expect(stdout.match(/HTTP\/1\.1 201 Created/g)).toHaveLength(6);
     expect(stdout).toMatch(/idempotent-replayed: true/i);
     expect(stdout).toMatch(/HTTP\/1\.1 422/);
     expect(stdout).toContain('"balance":8500');
+    // The GET's ETag, then the PUT twice: a new one, then the same again; the stale
+    // If-Match: 412; closing: 409, then 204 twice.
+    const [read, put, again] = [...stdout.matchAll(/^ {2}< etag: (\S+)/gim)].map((m) => m[1]);
+    expect(put).not.toBe(read);
+    expect(again).toBe(put);
+    expect(stdout).toMatch(/HTTP\/1\.1 412/);
+    expect(stdout).toMatch(/HTTP\/1\.1 409[\s\S]*account-not-empty/);
+    expect(stdout.match(/HTTP\/1\.1 204/g)).toHaveLength(2);
   });
 });
 
@@ -48,8 +56,8 @@ describe('Postman collection', () => {
     for (const run of [await runCollection(), await runCollection()]) {
       const failures = run.run.failures.map((f) => `${f.source?.name}: ${f.error.message}`);
       expect(failures).toEqual([]);
-      expect(run.run.stats.requests.total).toBe(10);
-      expect(run.run.stats.assertions.total).toBe(24);
+      expect(run.run.stats.requests.total).toBe(17);
+      expect(run.run.stats.assertions.total).toBe(36);
       expect(run.run.stats.assertions.failed).toBe(0);
     }
   }, 60_000);

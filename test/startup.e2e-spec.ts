@@ -67,6 +67,11 @@ describe('npm start', () => {
     expect(twice.stdout).toMatch(/Idempotent-Replayed: true/i);
     expect(once.stdout).toMatch(/"balance":7500/);
     expect(twice.stdout).toMatch(/"balance":7500/);
+    // Step 5, the PUT: no key, and the second run changes nothing.
+    const etag = (out: string) => /^etag: (\S+)/im.exec(out)?.[1];
+    expect(once.stdout).toContain('"name":"Readme demo, renamed"');
+    expect(etag(once.stdout)).toMatch(/^"\d+"$/);
+    expect(etag(twice.stdout)).toBe(etag(once.stdout));
 
     // JSON access logs: one line per request, with what operators need and no secrets.
     const requestLogs = first
