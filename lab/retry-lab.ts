@@ -1,27 +1,53 @@
 // npm run demo:retries: the retry lab. Starts the API, puts a network that loses
 // responses in front of it, and lets retrying clients charge an account through
 // it, showing live what happens, then whether every charge happened exactly once.
-import { randomUUID } from 'node:crypto';
+// Then one client renames the account through the same network, retrying PUTs
+// without any key, and the lab shows that the final state is right.
+//
+//   LAB_KEYS=per-operation  one Idempotency-Key per charge, reused on every retry (right)
+//   LAB_KEYS=per-attempt    a new key for every attempt: the bug that double-charges
 import pg from 'pg';
+import { randomUUID } from 'node:crypto';
 import { auditLedger } from '../src/audit/ledger-audit.js';
 import { loadConfig } from '../src/config/config.js';
 import { openDatabase } from '../src/database/open-database.js';
 import { startApi } from './api-process.js';
 import { FAULTS, FaultyProxy, random } from './faulty-proxy.js';
-import { newStats, type Operation, sendAll } from './retrying-client.js';
+import {
+  type KeyMode,
+  newStats,
+  type Operation,
+  sendAll,
+  sendWithRetries,
+  type Stats,
+} from './retrying-client.js';
 
 const CHARGES = Number(process.env.LAB_CHARGES ?? 200);
 const CLIENTS = Number(process.env.LAB_CLIENTS ?? 8);
 const FAULT_RATE = Number(process.env.LAB_FAULT_RATE ?? 0.4);
+const RENAMES = Number(process.env.LAB_RENAMES ?? 20);
+const SEED = Number(process.env.LAB_SEED ?? Date.now() % 1_000_000);
+const KEYS = (process.env.LAB_KEYS ?? 'per-operation') as KeyMode;
 const API_KEY = 'sk_test_demo';
+const START = 1_000_000;
 const tty = process.stdout.isTTY;
 const bold = (s: string) => (tty ? `\x1b[1m${s}\x1b[0m` : s);
+const row = (label: string, value: string) => console.log(`  ${label.padEnd(26)}${value}`);
 
 async function main(): Promise<number> {
+  if (KEYS !== 'per-operation' && KEYS !== 'per-attempt') {
+    console.error('LAB_KEYS must be per-operation or per-attempt');
+    return 2;
+  }
   const config = loadConfig();
   console.log(bold('Retry lab: exactly-once charges through a network that loses responses'));
   console.log(
-    `${CHARGES} charges, ${CLIENTS} clients at a time, ${Math.round(FAULT_RATE * 100)}% of connections broken.\n`,
+    `${CHARGES} charges, ${CLIENTS} clients at a time, ${Math.round(FAULT_RATE * 100)}% of connections broken, seed ${SEED}.`,
+  );
+  console.log(
+    KEYS === 'per-operation'
+      ? 'Keys: one Idempotency-Key per charge, reused on every retry (LAB_KEYS=per-operation).\n'
+      : 'Keys: a NEW Idempotency-Key for every attempt, the most common client bug (LAB_KEYS=per-attempt).\n',
   );
 
   // The database: DATABASE_URL, or the embedded PostgreSQL in DATA_DIR.
@@ -33,22 +59,23 @@ async function main(): Promise<number> {
   const proxy = await FaultyProxy.start(api.port, {
     fault: 'random',
     faultRate: FAULT_RATE,
-    rng: random(Date.now() % 1_000_000),
+    rng: random(SEED),
   });
-  const direct = api.url;
   const viaProxy = () => `http://127.0.0.1:${proxy.port}`;
+  const db = new pg.Client({ connectionString: database.url });
+  await db.connect();
   try {
-    const account = await post(direct, '/accounts', { name: 'Retry lab', currency: 'USD' });
-    const START = 1_000_000;
-    await post(direct, `/accounts/${account}/deposits`, { amount: START, currency: 'USD' });
+    const account = await post(api.url, '/accounts', { name: 'Retry lab', currency: 'USD' });
+    await post(api.url, `/accounts/${account}/deposits`, { amount: START, currency: 'USD' });
+
+    // 1. Charges, through the lossy network.
     const charges: Operation[] = Array.from({ length: CHARGES }, (_, i) => ({
       key: `lab-${randomUUID()}`,
       method: 'POST',
       path: '/charges',
       body: { accountId: account, amount: 100 + (i % 7) * 25, currency: 'USD' },
     }));
-    const expected = START - charges.reduce((sum, op) => sum + (op.body.amount as number), 0);
-
+    const intended = charges.reduce((sum, op) => sum + (op.body.amount as number), 0);
     const stats = newStats();
     let done = 0;
     const progress = setInterval(() => draw(done, stats, proxy), 100);
@@ -58,62 +85,82 @@ async function main(): Promise<number> {
       baseUrl: viaProxy,
       apiKey: API_KEY,
       stats,
+      keys: KEYS,
       onAnswer: () => done++,
     });
     clearInterval(progress);
     draw(done, stats, proxy);
     const seconds = (Date.now() - started) / 1000;
+    const afterCharges = await accountRow(db, account);
 
-    const client = new pg.Client({ connectionString: database.url });
-    await client.connect();
-    const balance = Number(
-      (
-        await client.query<{ balance: string }>('SELECT balance FROM accounts WHERE id = $1', [
-          account,
-        ])
-      ).rows[0].balance,
-    );
-    const executed = (
-      await client.query<{ n: number }>(
-        'SELECT count(*)::int AS n FROM charges WHERE account_id = $1',
-        [account],
-      )
-    ).rows[0].n;
-    const violations = await auditLedger(client);
-    await client.end();
+    // 2. Renames, one after the other, retried without any key: a PUT sets a value.
+    const versionBefore = afterCharges.version;
+    const putStats = newStats();
+    const names = Array.from({ length: RENAMES }, (_, i) => `Retry lab, name ${i + 1}`);
+    for (const name of names) {
+      await sendWithRetries(
+        viaProxy,
+        API_KEY,
+        { key: null, method: 'PUT', path: `/accounts/${account}`, body: { name } },
+        putStats,
+      );
+    }
+    const final = await accountRow(db, account);
+    const violations = await auditLedger(db);
 
-    const ok = balance === expected && executed === CHARGES && violations.length === 0;
     const lost = FAULTS.filter((f) => f !== 'none' && f !== 'delay').reduce(
       (n, f) => n + proxy.injected[f],
       0,
     );
+    const executed = final.charges;
+    const expected = START - intended;
+    const doubles = executed - CHARGES;
     console.log(`\n\n${bold('Summary')}`);
-    console.log(`  charges intended          ${CHARGES}`);
-    console.log(
-      `  HTTP attempts             ${stats.attempts} (${stats.retries} retries) in ${seconds.toFixed(1)} s`,
-    );
-    console.log(
-      `  connections broken        ${lost}: ${FAULTS.filter((f) => f !== 'none')
+    row('keys', KEYS);
+    row('charges intended', String(CHARGES));
+    row('HTTP attempts', `${stats.attempts} (${stats.retries} retries) in ${seconds.toFixed(1)} s`);
+    row(
+      'connections broken',
+      `${lost}: ${FAULTS.filter((f) => f !== 'none')
         .map((f) => `${f} ${proxy.injected[f]}`)
         .join(', ')}`,
     );
-    console.log(
-      `  network errors seen       ${stats.networkErrors} (the client never learnt the outcome)`,
+    row('network errors seen', `${stats.networkErrors} (the client never learnt the outcome)`);
+    row(
+      'replayed responses',
+      `${stats.replays} (the work was done; the retry got the stored answer)`,
     );
-    console.log(
-      `  replayed responses        ${stats.replays} (the work was done; the retry got the stored answer)`,
+    row('409 in use', `${stats.inUse} (a retry overtook its original)`);
+    row('charges in the database', `${executed}`);
+    row(
+      'double charges',
+      `${doubles}${doubles > 0 ? ' (retries the server took for new charges)' : ''}`,
     );
-    console.log(`  409 in use                ${stats.inUse} (a retry overtook its original)`);
-    console.log(`  charges in the database   ${executed}`);
-    console.log(`  balance                   ${balance} (expected ${expected})`);
-    console.log(
-      `  ledger audit              ${violations.length === 0 ? 'sound' : `${violations.length} violation(s)`}`,
+    row(
+      'balance',
+      `${afterCharges.balance} (expected ${expected}${afterCharges.balance < expected ? `: overcharged by ${expected - afterCharges.balance}` : ''})`,
     );
-    console.log(
-      `\n${bold(ok ? 'Exactly once: every charge happened once, whatever the network did.' : 'NOT exactly once: see above.')}`,
+    row('ledger audit', violations.length === 0 ? 'sound' : `${violations.length} violation(s)`);
+    const namesRight = final.name === names.at(-1) && final.version - versionBefore === RENAMES;
+    row(
+      'renames (PUT, no key)',
+      `${RENAMES} in ${putStats.attempts} attempts; final name ${namesRight ? 'right' : `WRONG (${final.name})`}, version +${final.version - versionBefore} (a retried set changed nothing)`,
     );
-    return ok ? 0 : 1;
+
+    const exactlyOnce = doubles === 0 && afterCharges.balance === expected;
+    const sound = violations.length === 0 && namesRight;
+    if (KEYS === 'per-operation') {
+      console.log(
+        `\n${bold(exactlyOnce && sound ? 'Exactly once: every charge happened once, whatever the network did.' : 'NOT exactly once: see above.')}`,
+      );
+      return exactlyOnce && sound ? 0 : 1;
+    }
+    console.log(
+      `\n${bold(`${doubles} double charge(s): with a new key for every attempt, a retry after a lost response is a new charge. The key must name the operation, not the attempt.`)}`,
+    );
+    return sound ? 0 : 1;
   } finally {
+    await db.end();
     await proxy.stop();
     api.child.kill('SIGTERM');
     await api.exited();
@@ -121,7 +168,23 @@ async function main(): Promise<number> {
   }
 }
 
-function draw(done: number, stats: ReturnType<typeof newStats>, proxy: FaultyProxy): void {
+/** What the database holds for the account: its charges, balance, name and version. */
+async function accountRow(db: pg.Client, account: string) {
+  const { rows } = await db.query<{
+    balance: number;
+    name: string;
+    version: number;
+    charges: number;
+  }>(
+    `SELECT balance::int AS balance, name, version::int AS version,
+            (SELECT count(*)::int FROM charges WHERE account_id = $1) AS charges
+       FROM accounts WHERE id = $1`,
+    [account],
+  );
+  return rows[0];
+}
+
+function draw(done: number, stats: Stats, proxy: FaultyProxy): void {
   const width = 30;
   const filled = Math.round((done / CHARGES) * width);
   const broken = Object.entries(proxy.injected)

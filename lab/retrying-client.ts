@@ -1,7 +1,9 @@
 /**
  * A client that retries the way a careful payments client should: one
  * Idempotency-Key per operation, reused on every attempt, and a short back-off.
- * Used by the retry lab and the chaos tests.
+ * Used by the retry lab and the chaos tests. It can also make the mistake most
+ * clients in the wild make, a new key for every attempt (`keys: 'per-attempt'`),
+ * so that the lab can show what that costs.
  */
 
 export interface Stats {
@@ -27,10 +29,24 @@ export function newStats(): Stats {
 }
 
 export interface Operation {
-  key: string;
-  method: 'POST';
+  /** Its Idempotency-Key; null for a PUT or DELETE, which needs none. */
+  key: string | null;
+  method: 'POST' | 'PUT' | 'DELETE';
   path: string;
   body: Record<string, unknown>;
+}
+
+/**
+ * How the client keys an operation's attempts: 'per-operation' (right: one key,
+ * reused on every retry) or 'per-attempt' (the classic bug: a fresh key each
+ * time, so the server cannot tell a retry from a new request).
+ */
+export type KeyMode = 'per-operation' | 'per-attempt';
+
+export interface RetryOptions {
+  deadlineMs?: number;
+  timeoutMs?: number;
+  keys?: KeyMode;
 }
 
 export interface Result {
@@ -42,21 +58,24 @@ export interface Result {
 /**
  * Sends an operation until it gets an answer that is not a transient failure,
  * reusing its Idempotency-Key on every attempt, as a payments client should:
- * network errors, 409 (in use) and 503 (unavailable) are retried with a short
- * back-off; anything else is the answer.
+ * network errors, 409 idempotency-key-in-use and 503 (unavailable) are retried
+ * with a short back-off; anything else is the answer (a 409 account-closed too:
+ * retrying it cannot change it).
  */
 export async function sendWithRetries(
   baseUrl: () => string,
   apiKey: string,
   op: Operation,
   stats: Stats,
-  { deadlineMs = 60_000, timeoutMs = 15_000 } = {},
+  { deadlineMs = 60_000, timeoutMs = 15_000, keys = 'per-operation' }: RetryOptions = {},
 ): Promise<Result> {
   const deadline = Date.now() + deadlineMs;
   for (let attempt = 0; ; attempt++) {
     if (attempt > 0) stats.retries++;
     if (Date.now() > deadline) {
-      throw new Error(`gave up on ${op.key} after ${attempt} attempts: ${JSON.stringify(stats)}`);
+      throw new Error(
+        `gave up on ${op.key ?? `${op.method} ${op.path}`} after ${attempt} attempts: ${JSON.stringify(stats)}`,
+      );
     }
     stats.attempts++;
     try {
@@ -65,7 +84,9 @@ export async function sendWithRetries(
         headers: {
           Authorization: `Bearer ${apiKey}`,
           'Content-Type': 'application/json',
-          'Idempotency-Key': op.key,
+          ...(op.key === null
+            ? {}
+            : { 'Idempotency-Key': keys === 'per-attempt' ? `${op.key}~${attempt}` : op.key }),
           Connection: 'close',
         },
         body: JSON.stringify(op.body),
@@ -73,18 +94,23 @@ export async function sendWithRetries(
       });
       const text = await res.text();
       stats.statuses[res.status] = (stats.statuses[res.status] ?? 0) + 1;
-      if (res.status === 409 || res.status === 503) {
-        if (res.status === 409) stats.inUse++;
+      const body = (text ? JSON.parse(text) : {}) as Record<string, unknown>;
+      const inUse = res.status === 409 && body.type === '/problems/idempotency-key-in-use';
+      if (inUse || res.status === 503) {
+        if (inUse) stats.inUse++;
         else stats.unavailable++;
         await pause(attempt);
         continue;
       }
       const replayed = res.headers.get('idempotent-replayed') === 'true';
       if (replayed) stats.replays++;
-      return { status: res.status, body: JSON.parse(text) as Record<string, unknown>, replayed };
+      return { status: res.status, body, replayed };
     } catch (error) {
       if ((error as Error).name === 'TimeoutError') {
-        throw new Error(`${op.key}: no answer within ${timeoutMs} ms (a hang)`, { cause: error });
+        throw new Error(
+          `${op.key ?? `${op.method} ${op.path}`}: no answer within ${timeoutMs} ms (a hang)`,
+          { cause: error },
+        );
       }
       stats.networkErrors++; // connection refused, reset, or a response cut short
       await pause(attempt);
@@ -115,7 +141,7 @@ export async function pool<T, R>(
   return results;
 }
 
-export interface SendAllOptions {
+export interface SendAllOptions extends RetryOptions {
   /** How many operations are in flight at once. */
   clients: number;
   /** Where the n-th operation is sent (asked again on every attempt). */
@@ -123,8 +149,6 @@ export interface SendAllOptions {
   apiKey: string;
   /** Counts to add to; default: new ones. */
   stats?: Stats;
-  deadlineMs?: number;
-  timeoutMs?: number;
   /** Called as each operation gets its answer. */
   onAnswer?: () => void;
 }

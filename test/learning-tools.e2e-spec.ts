@@ -64,20 +64,42 @@ describe('Postman collection', () => {
 });
 
 describe('npm run demo:retries (the retry lab)', () => {
-  it('charges through a lossy network and reports every charge executed exactly once', async () => {
+  async function lab(env: Record<string, string>): Promise<string> {
     const db = await createTestDatabase();
     try {
       const { stdout } = await promisify(execFile)(process.execPath, ['build/lab/retry-lab.js'], {
         cwd: projectRoot,
-        env: childEnv({ DATABASE_URL: db.url, LAB_CHARGES: '60', LAB_FAULT_RATE: '0.5' }),
+        env: childEnv({ DATABASE_URL: db.url, LAB_CHARGES: '60', LAB_RENAMES: '10', ...env }),
       });
-      expect(stdout).toMatch(/charges in the database\s+60/);
-      expect(stdout).toMatch(/ledger audit\s+sound/);
-      expect(stdout).toContain('Exactly once: every charge happened once');
-      const broken = Number(/connections broken\s+(\d+)/.exec(stdout)?.[1]);
-      expect(broken).toBeGreaterThan(0);
+      return stdout;
     } finally {
       await db.drop();
     }
+  }
+
+  it('with one key per operation: every charge executed exactly once through a lossy network, and the keyless PUTs end right', async () => {
+    const stdout = await lab({ LAB_FAULT_RATE: '0.5' });
+
+    expect(stdout).toMatch(/charges in the database\s+60\n/);
+    expect(stdout).toMatch(/double charges\s+0\n/);
+    expect(stdout).toMatch(/ledger audit\s+sound/);
+    expect(stdout).toMatch(
+      /renames \(PUT, no key\)\s+10 in \d+ attempts; final name right, version \+10/,
+    );
+    expect(stdout).toContain('Exactly once: every charge happened once');
+    const broken = Number(/connections broken\s+(\d+)/.exec(stdout)?.[1]);
+    expect(broken).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('with a new key for every attempt: counts the double charges, and the overcharge', async () => {
+    const stdout = await lab({ LAB_FAULT_RATE: '0.5', LAB_KEYS: 'per-attempt' });
+
+    const executed = Number(/charges in the database\s+(\d+)/.exec(stdout)?.[1]);
+    const doubles = Number(/double charges\s+(\d+)/.exec(stdout)?.[1]);
+    expect(doubles).toBeGreaterThan(0);
+    expect(executed).toBe(60 + doubles);
+    expect(stdout).toMatch(/balance\s+\d+ \(expected \d+: overcharged by \d+\)/);
+    expect(stdout).toMatch(/ledger audit\s+sound/); // the books are right: the client asked twice
+    expect(stdout).toContain('The key must name the operation, not the attempt.');
   }, 60_000);
 });
