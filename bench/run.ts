@@ -45,6 +45,15 @@ const BALANCE = 1_000_000_000_000; // 1e12 cents: one deposit each, never runs o
 
 const results: Result[] = [];
 
+/** What one stored idempotency key costs on disk, measured after the run. */
+interface KeyStorage {
+  keys: number;
+  tableBytesPerKey: number;
+  indexBytesPerKey: number;
+  totalBytesPerKey: number;
+}
+let keyStorage: KeyStorage | undefined;
+
 async function main(): Promise<void> {
   const database = await benchDatabase();
   const db = new pg.Pool({ connectionString: database.url, max: Math.max(...CONCURRENCY) + 2 });
@@ -93,6 +102,7 @@ async function main(): Promise<void> {
         ],
       }));
     }
+    keyStorage = await measureKeyStorage(db);
   } finally {
     api.child.kill('SIGTERM');
     await api.exited();
@@ -365,6 +375,48 @@ async function ceilingLoad(
   return { latencies, errors };
 }
 
+// ---- the cost of remembering ------------------------------------------------------
+
+/**
+ * Bytes per stored key: the keys the API stored during the run (not the ceiling's,
+ * whose stored response is a stub), copied into a table of the same shape with
+ * the same indexes, then measured: heap, indexes, TOAST. A freshly written table,
+ * so this is the floor; one that has been purged carries dead space until VACUUM
+ * reuses it.
+ */
+async function measureKeyStorage(db: pg.Pool): Promise<KeyStorage> {
+  progress('measuring stored keys');
+  await db.query('DROP TABLE IF EXISTS key_storage_probe');
+  await db.query('CREATE TABLE key_storage_probe (LIKE idempotency_keys INCLUDING ALL)');
+  try {
+    await db.query(
+      `INSERT INTO key_storage_probe SELECT * FROM idempotency_keys WHERE key NOT LIKE 'ceiling-%'`,
+    );
+    await db.query('VACUUM ANALYZE key_storage_probe');
+    const { rows } = await db.query<{
+      keys: string;
+      table: string;
+      indexes: string;
+      total: string;
+    }>(
+      `SELECT (SELECT count(*) FROM key_storage_probe) AS keys,
+              pg_table_size('key_storage_probe') AS table,
+              pg_indexes_size('key_storage_probe') AS indexes,
+              pg_total_relation_size('key_storage_probe') AS total`,
+    );
+    const keys = Number(rows[0].keys);
+    const per = (bytes: string) => (keys > 0 ? Math.round(Number(bytes) / keys) : 0);
+    return {
+      keys,
+      tableBytesPerKey: per(rows[0].table),
+      indexBytesPerKey: per(rows[0].indexes),
+      totalBytesPerKey: per(rows[0].total),
+    };
+  } finally {
+    await db.query('DROP TABLE key_storage_probe');
+  }
+}
+
 // ---- set-up -------------------------------------------------------------------
 
 async function benchDatabase(): Promise<{ url: string; label: string; close(): Promise<void> }> {
@@ -445,9 +497,15 @@ function report(): void {
       `| ${r.name} | ${r.concurrency} | ${r.rps} | ${r.p50Ms} | ${r.p99Ms} | ${r.errors} | ${r.apiRssMb ?? ''} | ${r.apiCpuMs ?? ''} | ${r.dbCpuMs ?? ''} | ${ratio} |`,
     );
   }
+  if (keyStorage) {
+    console.log(
+      `\nStored keys: ${keyStorage.keys} of the API's, ${keyStorage.totalBytesPerKey} bytes each ` +
+        `(table ${keyStorage.tableBytesPerKey}, indexes ${keyStorage.indexBytesPerKey}), freshly written.`,
+    );
+  }
   writeFileSync(
     path.join(projectRoot, 'bench/results.json'),
-    JSON.stringify({ scenarios: results }, null, 2) + '\n',
+    JSON.stringify({ scenarios: results, keyStorage }, null, 2) + '\n',
   );
   console.log('\nwritten: bench/results.json');
 }

@@ -5,7 +5,8 @@ import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { parse } from 'yaml';
 import { openApiPath } from './support/openapi.js';
-import { useTestApp, startTestApp } from './support/test-app.js';
+import { slowCharges, untilAdvisoryLocks } from './support/db-faults.js';
+import { startTestApp, useTestApp } from './support/test-app.js';
 
 const t = useTestApp();
 
@@ -50,7 +51,11 @@ describe('/metrics', () => {
     const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
     const line = text
       .split('\n')
-      .find((l) => l.startsWith(`${name}{`) && wanted.every((w) => l.includes(w)));
+      .find(
+        (l) =>
+          (l.startsWith(`${name}{`) || l.startsWith(`${name} `)) &&
+          wanted.every((w) => l.includes(w)),
+      );
     return line ? Number(line.split(' ').at(-1)) : 0;
   }
 
@@ -98,6 +103,52 @@ describe('/metrics', () => {
       charges: before.charges + 2,
       gets: before.gets + 1,
     });
+  });
+
+  it('tells how many idempotency keys are kept and the bytes they take, from PostgreSQL statistics', async () => {
+    const account = await t.api.fundedAccount(1_000);
+    const { rows } = await t.db.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM idempotency_keys',
+    );
+    for (let i = 0; i < 5; i++) await t.api.charge(account, 1, randomUUID());
+    const kept = rows[0].n + 5;
+
+    // A backend reports its statistics at most once a second, and when it then goes
+    // idle, up to ten seconds later; a scrape shows what the previous one read. Poll.
+    let stored = 0;
+    for (const deadline = Date.now() + 20_000; stored < kept && Date.now() < deadline;) {
+      stored = await metric('idempotency_keys_stored', {});
+      if (stored < kept) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(stored).toBe(kept);
+    const bytes = await metric('idempotency_keys_bytes', {});
+    const { rows: size } = await t.db.query<{ bytes: string }>(
+      `SELECT pg_total_relation_size('idempotency_keys') AS bytes`,
+    );
+    expect(bytes).toBe(Number(size[0].bytes));
+  });
+
+  it('answers a scrape without waiting for the database: not even when every pooled connection is busy', async () => {
+    const busy = await startTestApp({ env: { DB_POOL_SIZE: '1' } });
+    try {
+      await slowCharges(busy.db, { 901: 2 });
+      const merchant = await busy.merchant();
+      const account = await merchant.fundedAccount(1_000);
+      await request(busy.baseUrl).get('/metrics'); // a first scrape starts the first read
+
+      const order: string[] = [];
+      const charge = merchant.charge(account, 901, randomUUID()).then(() => order.push('charge'));
+      await untilAdvisoryLocks(busy.db, (n) => n === 1); // the charge holds the only connection
+      const scrape = await request(busy.baseUrl).get('/metrics');
+      order.push('scrape');
+      await charge;
+
+      expect(scrape.status).toBe(200);
+      expect(scrape.text).toMatch(/^idempotency_keys_stored \d+$/m);
+      expect(order).toEqual(['scrape', 'charge']);
+    } finally {
+      await busy.close();
+    }
   });
 
   it('is off (404) with METRICS_ENABLED=false', async () => {

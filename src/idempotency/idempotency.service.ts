@@ -1,9 +1,10 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import { createHash } from 'node:crypto';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.js';
 import { isLockNotAvailable, isUniqueViolation } from '../database/database-errors.js';
 import { TransactionHost } from '../database/transaction-host.js';
+import { MetricsService } from '../metrics/metrics.service.js';
 import { IdempotencyKey } from './idempotency-key.entity.js';
 import type { RecordedResponse } from './recorded-response.js';
 
@@ -43,11 +44,42 @@ export const PURGE_BATCH_SIZE = 1_000;
 
 /** The idempotency_keys table: its only writer. Stores completed idempotent requests. */
 @Injectable()
-export class IdempotencyService {
+export class IdempotencyService implements OnModuleInit {
   constructor(
     private readonly tx: TransactionHost,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly metrics: MetricsService,
   ) {}
+
+  /**
+   * Keys are state, and state costs storage: /metrics tells how many are kept and
+   * how much room they take. Both come from PostgreSQL's own bookkeeping, not from
+   * a count(*) over what may be millions of rows: the row count is the statistics
+   * collector's live-tuple estimate (up to about ten seconds behind), the size that of the table's
+   * files, indexes and TOAST included.
+   */
+  onModuleInit(): void {
+    this.metrics.gaugeFrom(
+      'idempotency_keys_stored',
+      'Idempotency keys kept (completed requests not yet purged), as estimated by PostgreSQL statistics.',
+      async () => (await this.storage()).rows,
+    );
+    this.metrics.gaugeFrom(
+      'idempotency_keys_bytes',
+      'Bytes the idempotency_keys table takes on disk, its indexes and TOAST included.',
+      async () => (await this.storage()).bytes,
+    );
+  }
+
+  /** How many keys are kept, about, and the bytes they take: two cheap reads of PostgreSQL's bookkeeping. */
+  private async storage(): Promise<{ rows: number; bytes: number }> {
+    const [row] = await this.tx.query<{ rows: number; bytes: number }>(
+      `SELECT n_live_tup AS rows, pg_total_relation_size(relid) AS bytes
+         FROM pg_stat_user_tables
+        WHERE relname = 'idempotency_keys' AND schemaname = current_schema()`,
+    );
+    return row ?? { rows: 0, bytes: 0 };
+  }
 
   /**
    * What is stored under this merchant's key: the completed request, or an

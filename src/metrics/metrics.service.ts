@@ -79,4 +79,27 @@ export class MetricsService {
   countIdempotency(outcome: IdempotencyOutcome): void {
     if (this.enabled) this.idempotency.inc({ outcome });
   }
+
+  /**
+   * A gauge of another module's figure that takes I/O to read (from the database,
+   * say). A scrape never waits for it: each scrape shows the value the previous one
+   * started reading, and starts the next read. So /metrics answers even when the
+   * pool is exhausted or the database is down (the last value then stands), which
+   * is when it matters most. Keep `read` cheap: it runs once per scrape.
+   */
+  gaugeFrom(name: string, help: string, read: () => Promise<number>): void {
+    if (!this.enabled) return;
+    let reading: Promise<void> | undefined;
+    const gauge: Gauge = new Gauge({
+      name,
+      help,
+      registers: [this.registry],
+      collect: () => {
+        reading ??= read()
+          .then((value) => gauge.set(value))
+          .catch(() => undefined) // the database did not answer: the last value stands
+          .finally(() => (reading = undefined));
+      },
+    });
+  }
 }
