@@ -121,8 +121,21 @@ describe('Dockerfile', () => {
     expect([...imported].filter((name) => !Object.hasOwn(dependencies, name)).sort()).toEqual([]);
   });
 
-  it('is not sent node_modules, dist or local data', () => {
+  it('is not sent node_modules, dist, build or local data', () => {
     const ignored = read('.dockerignore').split('\n');
-    expect(ignored).toEqual(expect.arrayContaining(['node_modules', 'dist', '.data', '.git']));
+    expect(ignored).toEqual(
+      expect.arrayContaining(['node_modules', 'dist', 'build', '.data', '.git']),
+    );
+  });
+
+  it('ships no demo tooling: the app never imports lab/, bench/ or test/, which the image leaves out', () => {
+    const sources = readdirSync(path.join(root, 'src'), { recursive: true, encoding: 'utf8' })
+      .filter((f) => f.endsWith('.ts') && !f.endsWith('.spec.ts'))
+      .map((f) => path.join('src', f));
+    const reaching = sources.filter((file) =>
+      /from '(?:\.\.\/)+(?:lab|bench|test)\//.test(read(file)),
+    );
+    expect(sources.length).toBeGreaterThan(50);
+    expect(reaching).toEqual([]);
   });
 });
