@@ -55,7 +55,7 @@ const MAX_PAUSE_MS = 250;
  * 3. otherwise BEGIN, and claim the key with a non-blocking lock (409 if taken,
  *    or, with `Prefer: wait=N`, wait for it without holding a connection);
  * 4. run the handler: its writes join this transaction (its first statement
- *    travels with the request, and PostgreSQL runs it only if the claim succeeded);
+ *    travels with the claim, and PostgreSQL runs it only if the claim succeeded);
  * 5. store the response under the key, and COMMIT: the work and its memory are
  *    one atomic fact. Any unexpected error rolls all of it back, key included.
  */
@@ -177,7 +177,8 @@ export class IdempotencyInterceptor implements NestInterceptor {
    */
   private async claimAndExecute(
     request: KeyedRequest,
-    expired: StoredKey | null,
+    /** The key's expired row, if the lookup found one: it is replaced at COMMIT. */
+    expiredRow: StoredKey | null,
     next: CallHandler,
     options: IdempotentOptions,
     routeStatus: number,
@@ -188,7 +189,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
     ]);
     if (claimed.status === 'rejected') throw claimed.reason;
     if (executed.status === 'rejected') throw executed.reason;
-    this.keys.saveAtCommit(request, executed.value, expired);
+    this.keys.saveAtCommit(request, executed.value, expiredRow);
     return executed.value;
   }
 
