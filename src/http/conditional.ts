@@ -36,11 +36,6 @@ export function parseEntityTags(
   return tags.map((m) => ({ tag: m![2], weak: m![1] !== undefined }));
 }
 
-/** Whether the current tag satisfies If-Match (strong comparison; `*`: anything that exists). */
-export function ifMatchHolds(tags: EntityTags, current: string): boolean {
-  return tags === '*' || tags.some((t) => !t.weak && t.tag === current);
-}
-
 /** Whether If-None-Match names the current tag (weak comparison): a GET then answers 304. */
 export function ifNoneMatchNames(tags: EntityTags, current: string): boolean {
   const opaque = current.replace(/^W\//, '');
