@@ -13,6 +13,9 @@ const shared = {
 };
 
 export default {
+  // A global setting (Jest ignores it inside a project): e2e tests and their hooks
+  // start servers and wait on databases; 5 s is not always enough on 2 cores.
+  testTimeout: 60_000,
   projects: [
     { ...shared, displayName: 'unit', roots: ['<rootDir>/src'], testMatch: ['**/*.spec.ts'] },
     {
@@ -23,7 +26,6 @@ export default {
       globalSetup: '<rootDir>/test/support/global-setup.js',
       globalTeardown: '<rootDir>/test/support/global-teardown.js',
       setupFilesAfterEnv: ['<rootDir>/test/support/contract-fetch.ts'],
-      testTimeout: 60_000,
     },
   ],
 };

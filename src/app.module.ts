@@ -14,6 +14,7 @@ import { LedgerModule } from './ledger/ledger.module.js';
 import { MerchantsModule } from './merchants/merchants.module.js';
 import { MetricsModule } from './metrics/metrics.module.js';
 import { RefundsModule } from './refunds/refunds.module.js';
+import { TopUpsModule } from './top-ups/top-ups.module.js';
 
 @Module({})
 export class AppModule {
@@ -32,6 +33,7 @@ export class AppModule {
         ChargesModule,
         RefundsModule,
         LedgerModule,
+        TopUpsModule,
       ],
       controllers: [HealthController, DocsController],
       providers: [{ provide: APP_FILTER, useClass: ProblemFilter }],

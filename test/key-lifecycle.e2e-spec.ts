@@ -20,6 +20,7 @@ describe('GET /idempotency-keys/{key}', () => {
       object: 'idempotency_key',
       key,
       requestMethod: 'POST',
+      phase: 'completed',
       requestPath: '/charges',
       responseStatus: 201,
       createdAt: expect.any(String),

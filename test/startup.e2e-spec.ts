@@ -142,6 +142,7 @@ describe('npm start', () => {
         'merchants',
         'migrations',
         'refunds',
+        'top_ups',
       ]);
     } finally {
       await db.drop();

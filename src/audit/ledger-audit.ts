@@ -56,12 +56,30 @@ export const AUDIT_CHECKS: AuditCheck[] = [
           HAVING count(l.id) <> 1`,
   },
   {
-    rule: 'every ledger entry records an existing deposit, charge or refund',
+    rule: 'every succeeded top-up has exactly one ledger entry, of +amount',
+    sql: `SELECT t.id, count(l.id)::text || ' entries' AS detail
+            FROM top_ups t
+            LEFT JOIN ledger_entries l
+              ON l.merchant_id = t.merchant_id AND l.source_id = t.id AND l.amount = t.amount
+           WHERE t.status = 'succeeded'
+           GROUP BY t.merchant_id, t.id
+          HAVING count(l.id) <> 1`,
+  },
+  {
+    rule: 'a top-up that did not succeed has no ledger entry',
+    sql: `SELECT t.id, t.status || ', ledger entry ' || l.id AS detail
+            FROM top_ups t
+            JOIN ledger_entries l ON l.merchant_id = t.merchant_id AND l.source_id = t.id
+           WHERE t.status <> 'succeeded'`,
+  },
+  {
+    rule: 'every ledger entry records an existing deposit, charge, refund or top-up',
     sql: `SELECT l.id, l.type || ' ' || l.source_id AS detail
             FROM ledger_entries l
            WHERE NOT EXISTS (SELECT 1 FROM deposits d WHERE d.merchant_id = l.merchant_id AND d.id = l.source_id)
              AND NOT EXISTS (SELECT 1 FROM charges c WHERE c.merchant_id = l.merchant_id AND c.id = l.source_id)
-             AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.merchant_id = l.merchant_id AND r.id = l.source_id)`,
+             AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.merchant_id = l.merchant_id AND r.id = l.source_id)
+             AND NOT EXISTS (SELECT 1 FROM top_ups t WHERE t.merchant_id = l.merchant_id AND t.id = l.source_id)`,
   },
   {
     rule: 'a closed account holds nothing, and no money moved after it closed',
@@ -90,16 +108,20 @@ export const AUDIT_CHECKS: AuditCheck[] = [
                    SELECT 1 FROM accounts  x WHERE x.merchant_id = k.merchant_id AND x.id = k.response_body::jsonb ->> 'id'
                    UNION ALL SELECT 1 FROM charges  x WHERE x.merchant_id = k.merchant_id AND x.id = k.response_body::jsonb ->> 'id'
                    UNION ALL SELECT 1 FROM deposits x WHERE x.merchant_id = k.merchant_id AND x.id = k.response_body::jsonb ->> 'id'
-                   UNION ALL SELECT 1 FROM refunds  x WHERE x.merchant_id = k.merchant_id AND x.id = k.response_body::jsonb ->> 'id')`,
+                   UNION ALL SELECT 1 FROM refunds  x WHERE x.merchant_id = k.merchant_id AND x.id = k.response_body::jsonb ->> 'id'
+                   UNION ALL SELECT 1 FROM top_ups  x WHERE x.merchant_id = k.merchant_id AND x.id = k.response_body::jsonb ->> 'id')`,
   },
   {
-    rule: 'every stored 402 points at a failed charge that exists',
-    sql: `SELECT k.key AS id, k.response_body::jsonb ->> 'chargeId' AS detail
+    rule: 'every stored 402 points at a failed charge, or a top-up that did not succeed, that exists',
+    sql: `SELECT k.key AS id, coalesce(k.response_body::jsonb ->> 'chargeId', k.response_body::jsonb ->> 'topUpId') AS detail
             FROM idempotency_keys k
            WHERE k.response_status = 402
              AND NOT EXISTS (SELECT 1 FROM charges c
                               WHERE c.merchant_id = k.merchant_id AND c.status = 'failed'
-                                AND c.id = k.response_body::jsonb ->> 'chargeId')`,
+                                AND c.id = k.response_body::jsonb ->> 'chargeId')
+             AND NOT EXISTS (SELECT 1 FROM top_ups t
+                              WHERE t.merchant_id = k.merchant_id AND t.status IN ('declined', 'failed')
+                                AND t.id = k.response_body::jsonb ->> 'topUpId')`,
   },
 ];
 

@@ -10,6 +10,7 @@ export const ID_PREFIXES = {
   deposit: 'dep',
   refund: 're',
   ledgerEntry: 'le',
+  topUp: 'tu',
 } as const;
 export type IdKind = keyof typeof ID_PREFIXES;
 

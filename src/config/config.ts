@@ -67,6 +67,45 @@ export class AppConfig {
   @IsBoolean()
   METRICS_ENABLED = true;
 
+  /** The card processor. Unset: npm start runs the one in processor/, beside the API. */
+  @IsOptional()
+  @Matches(/^https?:\/\/\S+$/, { message: 'must be an http:// or https:// URL' })
+  PROCESSOR_URL?: string;
+
+  /** The API's own secret key at the processor (its payments are scoped to it). */
+  @Matches(/^[\x21-\x7e]{8,200}$/, { message: 'must be 8..200 visible ASCII characters' })
+  PROCESSOR_API_KEY = 'sk_processor_test_payments_api';
+
+  /** How long a processor call may take before its outcome counts as unknown. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  PROCESSOR_TIMEOUT_MS = 3_000;
+
+  /** How long a request or the completer holds a top-up it is working on. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  TOP_UP_LEASE_SECONDS = 30;
+
+  /** How often the completer looks for top-ups left halfway; 0 turns it off. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  COMPLETER_INTERVAL_SECONDS = 5;
+
+  /** Processor calls per top-up before it is given up as failed. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  TOP_UP_MAX_ATTEMPTS = 10;
+
+  /** The first wait before a top-up is tried again; it doubles, up to five minutes. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  TOP_UP_RETRY_SECONDS = 2;
+
   @IsIn(LOG_LEVELS)
   LOG_LEVEL: LogLevel = 'info';
 

@@ -7,4 +7,9 @@ export interface ApiRequest extends FastifyRequest {
   merchant: { id: string; name: string };
   /** Set by IdempotencyInterceptor: true when the response was a replay. */
   idempotentReplayed: boolean;
+  /**
+   * Set by IdempotencyInterceptor on a route run in phases: what the key names,
+   * for the handler, which stores the response itself (see @Keyed()).
+   */
+  keyed?: unknown;
 }

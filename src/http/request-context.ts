@@ -16,6 +16,7 @@ export function installRequestContext(http: FastifyInstance): void {
   http.decorateRequest('requestId', '');
   http.decorateRequest('merchant', null);
   http.decorateRequest('idempotentReplayed', false);
+  http.decorateRequest('keyed', null);
   http.addHook('onRequest', (req: FastifyRequest, reply: FastifyReply, done) => {
     identify(req as ApiRequest, reply);
     done();

@@ -12,26 +12,23 @@ import { defer, lastValueFrom, map, type Observable } from 'rxjs';
 import type { ApiRequest } from '../http/api-request.js';
 import { pathOf } from '../http/request-context.js';
 import { VerbatimResponse } from '../http/verbatim-response.js';
-import {
-  CommittedProblem,
-  PROBLEM_CONTENT_TYPE,
-  problemBody,
-  ProblemError,
-} from '../problems/problem.js';
+import { CommittedProblem, ProblemError } from '../problems/problem.js';
 import { TransactionHost } from '../database/transaction-host.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { requestFingerprint } from './fingerprint.js';
 import { parseIdempotencyKey } from './idempotency-key.js';
+import { keyInUse, keyReused } from './key-problems.js';
 import {
   IdempotencyService,
   isKeyAlreadyStored,
   type KeyedRequest,
   KeyInUse,
+  type PhasedRequest,
   type StoredKey,
 } from './idempotency.service.js';
 import { IDEMPOTENT, type IdempotentOptions } from './idempotent.decorator.js';
 import { preferredWaitSeconds } from './prefer-wait.js';
-import type { RecordedResponse } from './recorded-response.js';
+import { type RecordedResponse, recordJson, recordProblem } from './recorded-response.js';
 
 interface Outcome {
   response: RecordedResponse;
@@ -113,6 +110,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
       path,
       fingerprint: requestFingerprint(req.method, path, req.body),
     };
+    if (options.phases) return this.respondInPhases(req, request, next);
     const preferredWait = preferredWaitSeconds(req.headers.prefer);
     const deadline = Date.now() + preferredWait * 1_000;
     for (;;) {
@@ -123,9 +121,33 @@ export class IdempotencyInterceptor implements NestInterceptor {
       }
       if (!(await this.waitForKey(request, deadline))) {
         this.metrics.countIdempotency('in_use');
-        throw inUse(key, preferredWait);
+        throw keyInUse(key, preferredWait);
       }
     }
+  }
+
+  /**
+   * A route whose work calls outside the database (decision 0012): replay a
+   * completed request as always; otherwise hand the key to the handler, which
+   * runs its phases, each a transaction of its own, and stores the response under
+   * the key in the last one. Concurrent duplicates are the handler's to turn away
+   * (a lease on its recovery point); `Prefer: wait` is not applied.
+   */
+  private async respondInPhases(
+    req: ApiRequest,
+    request: KeyedRequest,
+    next: CallHandler,
+  ): Promise<Outcome> {
+    const stored = await this.keys.lookup(request.merchantId, request.key);
+    if (stored && !stored.expired) {
+      this.metrics.countIdempotency('replayed');
+      return { ...this.replay(stored, request), preferredWait: 0 };
+    }
+    const keyed: PhasedRequest = { ...request, expiredRow: stored };
+    req.keyed = keyed;
+    const response = (await lastValueFrom(next.handle())) as RecordedResponse;
+    this.metrics.countIdempotency('executed');
+    return { response, replayed: false, preferredWait: 0 };
   }
 
   private readKey(req: ApiRequest): string | undefined {
@@ -219,31 +241,18 @@ export class IdempotencyInterceptor implements NestInterceptor {
   ): Promise<RecordedResponse> {
     try {
       const body = (await lastValueFrom(next.handle())) as { id: string };
-      return {
-        status: routeStatus,
-        contentType: 'application/json',
-        body: JSON.stringify(body),
-        location: options.location?.(body) ?? null,
-      };
+      return recordJson(routeStatus, body, options.location?.(body) ?? null);
     } catch (error) {
       // Any other error (validation, a bug, a lost connection) rolls back.
       if (!(error instanceof CommittedProblem)) throw error;
-      return {
-        status: error.status,
-        contentType: PROBLEM_CONTENT_TYPE,
-        body: problemBody(error.code, error.detail, error.extensions),
-        location: null,
-      };
+      return recordProblem(error);
     }
   }
 
   private replay(stored: StoredKey, request: KeyedRequest): Omit<Outcome, 'preferredWait'> {
     if (stored.fingerprint !== request.fingerprint) {
       this.metrics.countIdempotency('reused');
-      throw new ProblemError(
-        'idempotency-key-reused',
-        `Idempotency-Key '${request.key}' was used for a different request (${stored.requestMethod} ${stored.requestPath} with another body). Use a new key for a new request.`,
-      );
+      throw keyReused(request.key, stored.requestMethod, stored.requestPath);
     }
     return {
       response: {
@@ -267,6 +276,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
     const headers = {
       'Content-Type': response.contentType,
       ...(response.location ? { Location: response.location } : {}),
+      ...response.headers,
       ...outcomeHeaders(outcome),
     };
     if (response.status !== routeStatus) {
@@ -283,20 +293,6 @@ function outcomeHeaders({ replayed, preferredWait }: Outcome): Record<string, st
     ...(replayed ? { 'Idempotent-Replayed': 'true' } : {}),
     ...(preferredWait > 0 ? { 'Preference-Applied': `wait=${preferredWait}` } : {}),
   };
-}
-
-function inUse(key: string, preferredWait: number): ProblemError {
-  return new ProblemError(
-    'idempotency-key-in-use',
-    preferredWait > 0
-      ? `A request with Idempotency-Key '${key}' was still being processed after ${preferredWait} s. Retry later to get its response.`
-      : `A request with Idempotency-Key '${key}' is still being processed. Retry after it completes to get its response.`,
-    {},
-    {
-      'Retry-After': '1',
-      ...(preferredWait > 0 ? { 'Preference-Applied': `wait=${preferredWait}` } : {}),
-    },
-  );
 }
 
 function sleep(ms: number): Promise<void> {

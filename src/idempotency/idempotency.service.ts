@@ -33,6 +33,25 @@ export class KeyInUse extends Error {
   }
 }
 
+/**
+ * What a handler run in phases gets (@Keyed()): the keyed request, and the key's
+ * expired row if the lookup found one, to replace when it stores its response.
+ */
+export interface PhasedRequest extends KeyedRequest {
+  expiredRow: StoredKey | null;
+}
+
+/** A request run in phases that has not finished yet, as GET /idempotency-keys shows it. */
+export interface KeyInProgress {
+  requestMethod: string;
+  requestPath: string;
+  /** Its recovery point: where a retry or the completer resumes it. */
+  phase: string;
+  attempts: number;
+  nextAttemptAt: Date;
+  createdAt: Date;
+}
+
 /** A row of idempotency_keys as the lookup finds it, live or expired. */
 export interface StoredKey extends IdempotencyKey {
   /** Past its expiry: it counts as unused (contract §4.9), and a new request replaces it. */
@@ -50,6 +69,29 @@ export class IdempotencyService implements OnModuleInit {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly metrics: MetricsService,
   ) {}
+
+  /** How each route run in phases finds a request under way (see trackInProgress). */
+  private readonly inProgressLookups: Array<
+    (merchantId: string, key: string) => Promise<KeyInProgress | null>
+  > = [];
+
+  /**
+   * A route run in phases keeps its own recovery point until it finishes (its key
+   * row is written only then, with the response); it registers here how to find
+   * one, so that GET /idempotency-keys/{key} can show the phase of a request under way.
+   */
+  trackInProgress(lookup: (merchantId: string, key: string) => Promise<KeyInProgress | null>) {
+    this.inProgressLookups.push(lookup);
+  }
+
+  /** The request under way with this key, in any route run in phases, or null. */
+  async findInProgress(merchantId: string, key: string): Promise<KeyInProgress | null> {
+    for (const lookup of this.inProgressLookups) {
+      const found = await lookup(merchantId, key);
+      if (found) return found;
+    }
+    return null;
+  }
 
   /**
    * Keys are state, and state costs storage: /metrics tells how many are kept and

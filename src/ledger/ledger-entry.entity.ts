@@ -1,6 +1,6 @@
 import { Column, CreateDateColumn, Entity, PrimaryColumn } from 'typeorm';
 
-export type LedgerEntryType = 'deposit' | 'charge' | 'refund';
+export type LedgerEntryType = 'deposit' | 'charge' | 'refund' | 'top_up';
 
 @Entity({ name: 'ledger_entries' })
 export class LedgerEntry {

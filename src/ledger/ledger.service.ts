@@ -87,7 +87,7 @@ export class LedgerService {
 
 /** 422: a credit would take the balance past what a JSON number holds exactly. */
 export class BalanceLimitExceeded extends CommittedProblem {
-  constructor(accountId: string, movement: 'deposit' | 'refund') {
+  constructor(accountId: string, movement: 'deposit' | 'refund' | 'top-up') {
     super(
       'balance-limit-exceeded',
       `The ${movement} would take the balance of ${accountId} above ${MAX_BALANCE}.`,

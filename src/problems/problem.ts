@@ -9,6 +9,8 @@ export const PROBLEMS = {
   'idempotency-key-invalid': { status: 400, title: 'Idempotency-Key header invalid' },
   unauthorized: { status: 401, title: 'Unauthorized' },
   'insufficient-funds': { status: 402, title: 'Insufficient funds' },
+  'card-declined': { status: 402, title: 'Card declined' },
+  'top-up-failed': { status: 402, title: 'Top-up failed' },
   'not-found': { status: 404, title: 'Not found' },
   'idempotency-key-in-use': { status: 409, title: 'Idempotency-Key in use' },
   'account-closed': { status: 409, title: 'Account closed' },

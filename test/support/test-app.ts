@@ -25,7 +25,8 @@ export interface TestApp {
 }
 
 export interface TestAppOptions {
-  env?: Record<string, string>;
+  /** Settings; a function when they are known only once beforeAll ran (a processor's URL). */
+  env?: Record<string, string> | (() => Record<string, string>);
   /** Connect the app to this URL instead of its own database (e.g. through a proxy). */
   appDatabaseUrl?: (ownUrl: string) => string;
 }
@@ -36,7 +37,8 @@ export interface TestAppOptions {
  */
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const database = await createTestDatabase();
-  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'fatal', ...options.env });
+  const env = typeof options.env === 'function' ? options.env() : options.env;
+  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'fatal', ...env });
   const appUrl = options.appDatabaseUrl?.(database.url) ?? database.url;
   const app = await createApp(AppModule.forRoot(config, appUrl), { logger: false });
   await app.listen(0, '127.0.0.1');
