@@ -4,8 +4,9 @@ FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.build.json tsconfig.processor.json ./
 COPY src ./src
+COPY processor ./processor
 RUN npm run build && npm prune --omit=dev
 
 # Run: compiled code and production dependencies, as the unprivileged "node" user.
@@ -22,4 +23,5 @@ EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # SIGTERM goes straight to node (no npm in between), which finishes in-flight requests.
+# The same image runs the stand-in card processor: CMD ["node", "dist/processor/main.js"].
 CMD ["node", "--max-old-space-size=192", "dist/main.js"]

@@ -101,12 +101,23 @@ export async function startApi(options: ApiOptions = {}): Promise<ApiProcess> {
  * The environment of a process this project starts (the API, its CLIs): this
  * process's, without DATABASE_URL (unset, the child uses the embedded PostgreSQL;
  * a test run's own DATABASE_URL must not leak into it), in development mode with
- * info logs unless `env` says otherwise.
+ * info logs unless `env` says otherwise. With no processor unless `env` names one
+ * (PROCESSOR_URL; '' for npm start's own, beside it): a child on a test database
+ * would otherwise create a processor database there that nobody drops.
  */
 export function childEnv(env: Record<string, string> = {}): NodeJS.ProcessEnv {
   const { DATABASE_URL: _notInherited, ...inherited } = process.env;
-  return { ...inherited, NODE_ENV: 'development', LOG_LEVEL: 'info', ...env };
+  return {
+    ...inherited,
+    NODE_ENV: 'development',
+    LOG_LEVEL: 'info',
+    PROCESSOR_URL: NO_PROCESSOR,
+    ...env,
+  };
 }
+
+/** A processor URL that answers nothing: top-ups stay pending. */
+export const NO_PROCESSOR = 'http://127.0.0.1:9';
 
 /** Kills every API process started here that is still running (tests call it in afterAll). */
 export function killApis(): void {

@@ -8,6 +8,7 @@ import { ConfigError, loadConfig } from './config/config.js';
 import { migrate } from './database/data-source.js';
 import { openDatabase } from './database/open-database.js';
 import { MerchantsService } from './merchants/merchants.service.js';
+import { type LocalProcessor, startLocalProcessor } from './top-ups/local-processor.js';
 
 async function bootstrap(): Promise<void> {
   const config = loadConfig();
@@ -26,6 +27,17 @@ async function bootstrap(): Promise<void> {
   }
   const applied = await migrate(databaseUrl);
   if (applied.length > 0) log.log({ msg: 'migrations applied', migrations: applied });
+
+  // Card top-ups call a processor. None named: the stand-in of processor/, outside
+  // production, as a process of its own on a database of its own.
+  let processor: LocalProcessor | undefined;
+  if (!config.PROCESSOR_URL && config.NODE_ENV !== 'production') {
+    processor = await startLocalProcessor(databaseUrl);
+    config.PROCESSOR_URL = processor.url;
+    log.log({ msg: 'local card processor started', url: processor.url });
+  } else if (!config.PROCESSOR_URL) {
+    log.warn({ msg: 'no PROCESSOR_URL: card top-ups will stay pending until one is set' });
+  }
 
   const inFlight = new InFlightRequests();
   const app = await createApp(AppModule.forRoot(config, databaseUrl), { logger, inFlight });
@@ -66,8 +78,10 @@ async function bootstrap(): Promise<void> {
     //    close it: nothing was received on it, nothing is lost.
     server.closeAllConnections();
     await closed;
-    // 2. Then stop background work and close the pool, 3. then the embedded database.
+    // 2. Then stop background work and close the pool, 3. then the local processor
+    //    and the embedded database.
     await app.close();
+    await processor?.stop();
     await database.close();
     clearTimeout(force);
     log.log({ msg: 'stopped' });

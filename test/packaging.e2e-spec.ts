@@ -23,6 +23,7 @@ interface Compose {
       depends_on?: Record<string, { condition: string }>;
       ports?: string[];
       healthcheck?: unknown;
+      command?: string[];
     }
   >;
 }
@@ -33,11 +34,37 @@ describe('docker-compose.yml', () => {
   const db = compose.services.postgres;
 
   it('has a PostgreSQL with a health check and an API built from the Dockerfile that waits for it', () => {
-    expect(Object.keys(compose.services).sort()).toEqual(['api', 'postgres']);
+    expect(Object.keys(compose.services).sort()).toEqual([
+      'api',
+      'postgres',
+      'processor',
+      'processor-db',
+    ]);
     expect(db.image).toMatch(/^postgres:\d+/);
     expect(db.healthcheck).toBeDefined();
     expect(api.build).toBe('.');
-    expect(api.depends_on).toEqual({ postgres: { condition: 'service_healthy' } });
+    expect(api.depends_on).toEqual({
+      postgres: { condition: 'service_healthy' },
+      processor: { condition: 'service_healthy' },
+    });
+  });
+
+  it('runs the card processor from the same image, on a database of its own, at the PROCESSOR_URL the API is given', () => {
+    const processor = compose.services.processor;
+    const processorDb = compose.services['processor-db'];
+    const processorUrl = new URL(api.environment!.PROCESSOR_URL);
+    const dbUrl = new URL(processor.environment!.DATABASE_URL);
+
+    expect(processor.build).toBe('.');
+    expect(processor.command).toEqual(['node', 'dist/processor/main.js']);
+    expect(processor.healthcheck).toBeDefined();
+    expect(processorUrl.hostname).toBe('processor');
+    expect(processorUrl.port).toBe(processor.environment!.PORT);
+    expect(processor.environment!.HOST).toBe('0.0.0.0');
+    expect(dbUrl.hostname).toBe('processor-db');
+    expect(decodeURIComponent(dbUrl.username)).toBe(processorDb.environment!.POSTGRES_USER);
+    expect(dbUrl.pathname).toBe(`/${processorDb.environment!.POSTGRES_DB}`);
+    expect(dbUrl.hostname).not.toBe(new URL(api.environment!.DATABASE_URL).hostname);
   });
 
   it('sets only variables the app reads, with values its config accepts', () => {
@@ -99,6 +126,9 @@ describe('Dockerfile', () => {
     // Fastify listens on localhost unless told otherwise: unreachable from outside.
     expect(['0.0.0.0', '::']).toContain(loadConfig(env).HOST);
     expect(dockerfile).toMatch(/npm prune --omit=dev|npm ci --omit=dev/);
+    // The build compiles the processor too: its sources and config reach the build stage.
+    expect(dockerfile).toMatch(/^COPY processor \.\/processor$/m);
+    expect(dockerfile).toMatch(/^COPY .*tsconfig\.processor\.json/m);
   });
 
   it('keeps every package the compiled app imports (the image prunes dev dependencies)', () => {

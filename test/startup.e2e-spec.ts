@@ -39,7 +39,8 @@ describe('npm start', () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'payments-start-'));
     await chmod(dataDir, 0o755);
 
-    const first = await startApi({ env: { DATA_DIR: dataDir } });
+    // PROCESSOR_URL unset, as with npm start: the local card processor starts too.
+    const first = await startApi({ env: { DATA_DIR: dataDir, PROCESSOR_URL: '' } });
     const { port } = first;
     expect((await accounts(port, 'sk_test_demo')).status).toBe(200);
     expect(first.output()).toContain('sk_test_demo');
@@ -91,8 +92,36 @@ describe('npm start', () => {
     });
     expect(first.output()).not.toMatch(/Bearer|sk_[A-Za-z0-9_-]{43}/);
 
+    // A card top-up, against the processor npm start runs beside the API.
+    const processorUrl = /"msg":"local card processor started","url":"([^"]+)"/.exec(
+      first.output(),
+    )?.[1];
+    expect(processorUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const account = (
+      (await (
+        await fetch(`http://127.0.0.1:${port}/accounts`, {
+          method: 'POST',
+          headers: { Authorization: 'Bearer sk_test_demo', 'Content-Type': 'application/json' },
+          body: JSON.stringify({ name: 'Top-up', currency: 'USD' }),
+        })
+      ).json()) as { id: string }
+    ).id;
+    const topUp = await fetch(`http://127.0.0.1:${port}/accounts/${account}/top-ups`, {
+      method: 'POST',
+      headers: {
+        Authorization: 'Bearer sk_test_demo',
+        'Content-Type': 'application/json',
+        'Idempotency-Key': `startup-${Date.now()}`,
+      },
+      body: JSON.stringify({ amount: 5_000, currency: 'USD', card: 'tok_visa' }),
+    });
+    expect(topUp.status).toBe(201);
+    expect(((await topUp.json()) as { status: string }).status).toBe('succeeded');
+
     first.child.kill('SIGTERM');
     expect(await first.exited()).toBe(0);
+    // The processor stopped with it.
+    await expect(fetch(`${processorUrl}/health`)).rejects.toThrow();
     expect(existsSync(path.join(dataDir, 'embedded-postgres.json'))).toBe(false);
 
     const second = await startApi({ env: { DATA_DIR: dataDir } });

@@ -1,0 +1,58 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { freePort } from '../common/free-port.js';
+
+export interface LocalProcessor {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * `npm start` without PROCESSOR_URL: the stand-in card processor of processor/, as
+ * a process of its own, on a database of its own (`<database>_processor`, on the
+ * same PostgreSQL server, created when missing), so that card top-ups can be tried
+ * locally. It is a separate service: the API reaches it over HTTP only, as it would
+ * reach a real provider, whose URL PROCESSOR_URL names in production.
+ */
+export async function startLocalProcessor(databaseUrl: string): Promise<LocalProcessor> {
+  const url = new URL(databaseUrl);
+  const name = `${url.pathname.slice(1)}_processor`;
+  const admin = new pg.Client({ connectionString: databaseUrl });
+  await admin.connect();
+  try {
+    const { rowCount } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+    if (!rowCount) await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
+  } finally {
+    await admin.end();
+  }
+  url.pathname = `/${name}`;
+
+  const port = await freePort();
+  const main = fileURLToPath(new URL('../processor/main.js', import.meta.url));
+  const child: ChildProcess = spawn(process.execPath, [main], {
+    env: { ...process.env, DATABASE_URL: url.toString(), PORT: String(port), HOST: '127.0.0.1' },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const base = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 300; i++) {
+    if (child.exitCode !== null) throw new Error('the card processor exited at start');
+    const up = await fetch(`${base}/health`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (up) {
+      return {
+        url: base,
+        async stop() {
+          if (child.exitCode === null) child.kill('SIGTERM');
+          await exited;
+        },
+      };
+    }
+    await new Promise((r) => setTimeout(r, 100)); // polling /health: there is no event to wait for
+  }
+  child.kill('SIGKILL');
+  throw new Error('the card processor did not answer /health within 30 s');
+}
