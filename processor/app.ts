@@ -32,6 +32,7 @@ const RANDOM_FAULTS: Fault[] = ['error', 'timeout-after-charge', 'drop-after-cha
 
 interface PaymentRow {
   id: string;
+  idempotency_key: string;
   fingerprint: string;
   amount: string;
   currency: string;
@@ -269,6 +270,8 @@ function payment(row: PaymentRow) {
   return {
     id: row.id,
     object: 'payment',
+    /** The key the caller made it under: its reference for reconciling. */
+    idempotencyKey: row.idempotency_key,
     amount: Number(row.amount),
     currency: row.currency,
     card: row.card,

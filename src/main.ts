@@ -32,7 +32,7 @@ async function bootstrap(): Promise<void> {
   // production, as a process of its own on a database of its own.
   let processor: LocalProcessor | undefined;
   if (!config.PROCESSOR_URL && config.NODE_ENV !== 'production') {
-    processor = await startLocalProcessor(databaseUrl);
+    processor = await startLocalProcessor(databaseUrl, config.DATA_DIR);
     config.PROCESSOR_URL = processor.url;
     log.log({ msg: 'local card processor started', url: processor.url });
   } else if (!config.PROCESSOR_URL) {

@@ -1,5 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { promisify } from 'node:util';
+import { childEnv, projectRoot } from '../lab/api-process.js';
+import { reconcile, RECONCILIATION_RULES } from '../src/audit/reconciliation.js';
 import { TopUpCompleter } from '../src/top-ups/top-up-completer.js';
 import { startTestProcessor, type TestProcessor } from './support/processor.js';
 import { useTestApp } from './support/test-app.js';
@@ -24,6 +28,10 @@ const t = useTestApp({
   }),
 });
 afterAll(() => processor.close());
+const PROCESSOR_API_KEY = 'sk_processor_test_payments_api'; // the API's default
+const reconciled = () => reconcile(t.db, { url: processor.url, apiKey: PROCESSOR_API_KEY });
+// After every test, besides the books: ours and the processor's agree.
+afterEach(async () => expect(await reconciled()).toEqual([]));
 
 const topUp = (account: string, card: string, key: string, amount = 2_500) =>
   t.api.post(`/accounts/${account}/top-ups`, { amount, currency: 'USD', card }, key);
@@ -285,5 +293,58 @@ describe('compensation', () => {
     });
     expect(await paymentsFor(refused.body.topUpId)).toEqual([{ amount: 2_500, refunded: 2_500 }]);
     expect((await topUp(account, 'tok_slow', key)).headers['idempotent-replayed']).toBe('true');
+  });
+});
+
+describe('reconciliation (npm run audit)', () => {
+  const rules = async () => (await reconciled()).map((v) => v.rule);
+
+  it('names a processor payment that has no top-up here', async () => {
+    const res = await fetch(`${processor.url}/payments`, {
+      method: 'POST',
+      headers: {
+        Authorization: `Bearer ${PROCESSOR_API_KEY}`,
+        'Content-Type': 'application/json',
+        'Idempotency-Key': 'tu_made_elsewhere',
+      },
+      body: JSON.stringify({ amount: 10, currency: 'USD', card: 'tok_visa' }),
+    });
+    expect(res.status).toBe(201);
+    try {
+      expect(await rules()).toEqual([RECONCILIATION_RULES.knownHere]);
+    } finally {
+      await processor.db.query(`DELETE FROM payments WHERE idempotency_key = 'tu_made_elsewhere'`);
+    }
+  });
+
+  it('names money kept there but not credited here, and a top-up whose payment is not there', async () => {
+    const account = await t.api.fundedAccount(0);
+    const done = await topUp(account, 'tok_visa', randomUUID());
+    const payment = done.body.processorPaymentId as string;
+    await processor.db.query('UPDATE payments SET amount_refunded = amount WHERE id = $1', [
+      payment,
+    ]);
+    try {
+      expect(await rules()).toEqual([RECONCILIATION_RULES.keptOnlyIfCredited]);
+      await t.db.query(`UPDATE top_ups SET processor_payment_id = 'pay_ghost' WHERE id = $1`, [
+        done.body.id,
+      ]);
+      expect(await rules()).toContain(RECONCILIATION_RULES.knownThere);
+    } finally {
+      await processor.db.query('UPDATE payments SET amount_refunded = 0 WHERE id = $1', [payment]);
+      await t.db.query('UPDATE top_ups SET processor_payment_id = $2 WHERE id = $1', [
+        done.body.id,
+        payment,
+      ]);
+    }
+  });
+
+  it('npm run audit reconciles with the processor of PROCESSOR_URL', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, ['dist/audit/audit.cli.js'], {
+      cwd: projectRoot,
+      env: childEnv({ DATABASE_URL: t.databaseUrl, PROCESSOR_URL: processor.url }),
+    });
+    expect(stdout).toMatch(/^OK: all \d+ checks hold/m);
+    expect(stdout).not.toContain('not reconciled');
   });
 });

@@ -1,4 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { freePort } from '../common/free-port.js';
@@ -13,9 +15,13 @@ export interface LocalProcessor {
  * a process of its own, on a database of its own (`<database>_processor`, on the
  * same PostgreSQL server, created when missing), so that card top-ups can be tried
  * locally. It is a separate service: the API reaches it over HTTP only, as it would
- * reach a real provider, whose URL PROCESSOR_URL names in production.
+ * reach a real provider, whose URL PROCESSOR_URL names in production. Its URL is
+ * written to DATA_DIR/local-processor.json while it runs, for npm run audit.
  */
-export async function startLocalProcessor(databaseUrl: string): Promise<LocalProcessor> {
+export async function startLocalProcessor(
+  databaseUrl: string,
+  dataDir: string,
+): Promise<LocalProcessor> {
   const url = new URL(databaseUrl);
   const name = `${url.pathname.slice(1)}_processor`;
   const admin = new pg.Client({ connectionString: databaseUrl });
@@ -43,9 +49,13 @@ export async function startLocalProcessor(databaseUrl: string): Promise<LocalPro
       () => false,
     );
     if (up) {
+      const marker = markerIn(dataDir);
+      await mkdir(path.dirname(marker), { recursive: true });
+      await writeFile(marker, JSON.stringify({ url: base, pid: process.pid }));
       return {
         url: base,
         async stop() {
+          await rm(marker, { force: true });
           if (child.exitCode === null) child.kill('SIGTERM');
           await exited;
         },
@@ -55,4 +65,18 @@ export async function startLocalProcessor(databaseUrl: string): Promise<LocalPro
   }
   child.kill('SIGKILL');
   throw new Error('the card processor did not answer /health within 30 s');
+}
+
+/** The URL of the local processor a running npm start has up in DATA_DIR, if any. */
+export async function findLocalProcessor(dataDir: string): Promise<string | undefined> {
+  try {
+    const { url } = JSON.parse(await readFile(markerIn(dataDir), 'utf8')) as { url?: string };
+    return url;
+  } catch {
+    return undefined;
+  }
+}
+
+function markerIn(dataDir: string): string {
+  return path.resolve(dataDir, 'local-processor.json');
 }
