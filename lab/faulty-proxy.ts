@@ -14,6 +14,7 @@ export const FAULTS = [
   'cut-mid-headers',
   'cut-mid-body',
   'delay',
+  'hang',
 ] as const;
 /**
  * What happens to one connection:
@@ -21,9 +22,13 @@ export const FAULTS = [
  * - drop-request: the request never reaches the server;
  * - cut-before-response: the server does the work and answers, the client gets nothing;
  * - cut-mid-headers / cut-mid-body: the client gets part of the response;
- * - delay: the response arrives late, but whole.
+ * - delay: the response arrives late, but whole;
+ * - hang: the connection is taken, and then nothing: the request never reaches the
+ *   server, and no answer ever comes (the caller's own timeout ends it).
+ * 'random' picks among all but 'hang'.
  */
 export type Fault = (typeof FAULTS)[number];
+const RANDOM = FAULTS.filter((f) => f !== 'none' && f !== 'hang');
 
 export interface ProxyOptions {
   /** One fault for every connection, or 'random': a fault at `faultRate`, picked by `rng`. */
@@ -83,7 +88,7 @@ export class FaultyProxy {
   private pick(): Fault {
     if (this.fault !== 'random') return this.fault;
     if (this.rng() >= this.faultRate) return 'none';
-    return FAULTS[1 + Math.floor(this.rng() * (FAULTS.length - 1))];
+    return RANDOM[Math.floor(this.rng() * RANDOM.length)];
   }
 
   private accept(client: Socket): void {
@@ -94,6 +99,7 @@ export class FaultyProxy {
       client.once('data', () => client.destroy());
       return;
     }
+    if (fault === 'hang') return;
     const upstream = connect(this.targetPort, '127.0.0.1');
     this.track(upstream);
     client.on('data', (chunk) => upstream.write(chunk));

@@ -108,7 +108,7 @@ async function main(): Promise<number> {
     const final = await accountRow(db, account);
     const violations = await auditLedger(db);
 
-    const lost = FAULTS.filter((f) => f !== 'none' && f !== 'delay').reduce(
+    const lost = FAULTS.filter((f) => f !== 'none' && f !== 'delay' && f !== 'hang').reduce(
       (n, f) => n + proxy.injected[f],
       0,
     );
@@ -121,7 +121,7 @@ async function main(): Promise<number> {
     row('HTTP attempts', `${stats.attempts} (${stats.retries} retries) in ${seconds.toFixed(1)} s`);
     row(
       'connections broken',
-      `${lost}: ${FAULTS.filter((f) => f !== 'none')
+      `${lost}: ${FAULTS.filter((f) => f !== 'none' && f !== 'hang')
         .map((f) => `${f} ${proxy.injected[f]}`)
         .join(', ')}`,
     );

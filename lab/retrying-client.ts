@@ -12,6 +12,8 @@ export interface Stats {
   networkErrors: number;
   inUse: number;
   unavailable: number;
+  /** 202s: a top-up pending at the processor, asked again. */
+  pending: number;
   replays: number;
   statuses: Record<number, number>;
 }
@@ -23,6 +25,7 @@ export function newStats(): Stats {
     networkErrors: 0,
     inUse: 0,
     unavailable: 0,
+    pending: 0,
     replays: 0,
     statuses: {},
   };
@@ -58,9 +61,10 @@ export interface Result {
 /**
  * Sends an operation until it gets an answer that is not a transient failure,
  * reusing its Idempotency-Key on every attempt, as a payments client should:
- * network errors, 409 idempotency-key-in-use and 503 (unavailable) are retried
- * with a short back-off; anything else is the answer (a 409 account-closed too:
- * retrying it cannot change it).
+ * network errors, 409 idempotency-key-in-use, 503 (unavailable) and 202 (pending:
+ * a top-up whose processor has not answered yet) are retried with a short
+ * back-off; anything else is the answer (a 409 account-closed too: retrying it
+ * cannot change it).
  */
 export async function sendWithRetries(
   baseUrl: () => string,
@@ -96,8 +100,9 @@ export async function sendWithRetries(
       stats.statuses[res.status] = (stats.statuses[res.status] ?? 0) + 1;
       const body = (text ? JSON.parse(text) : {}) as Record<string, unknown>;
       const inUse = res.status === 409 && body.type === '/problems/idempotency-key-in-use';
-      if (inUse || res.status === 503) {
+      if (inUse || res.status === 503 || res.status === 202) {
         if (inUse) stats.inUse++;
+        else if (res.status === 202) stats.pending++;
         else stats.unavailable++;
         await pause(attempt);
         continue;

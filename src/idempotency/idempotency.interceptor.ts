@@ -146,8 +146,9 @@ export class IdempotencyInterceptor implements NestInterceptor {
     const keyed: PhasedRequest = { ...request, expiredRow: stored };
     req.keyed = keyed;
     const response = (await lastValueFrom(next.handle())) as RecordedResponse;
-    this.metrics.countIdempotency('executed');
-    return { response, replayed: false, preferredWait: 0 };
+    const replayed = response.replayed === true;
+    this.metrics.countIdempotency(replayed ? 'replayed' : 'executed');
+    return { response, replayed, preferredWait: 0 };
   }
 
   private readKey(req: ApiRequest): string | undefined {

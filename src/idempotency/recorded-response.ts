@@ -11,6 +11,12 @@ export interface RecordedResponse {
   location: string | null;
   /** Sent with it and never stored: only on a response that is not stored (a 202). */
   headers?: Record<string, string>;
+  /**
+   * Not stored either: a handler run in phases sets it when the response it returns
+   * was stored by another (a duplicate that finished first), so it goes out marked
+   * Idempotent-Replayed.
+   */
+  replayed?: boolean;
 }
 
 /** A JSON body, serialised once: what is sent is what is stored. */

@@ -10,6 +10,7 @@ import {
   type KeyInProgress,
   KeyInUse,
   type PhasedRequest,
+  type StoredKey,
 } from '../idempotency/idempotency.service.js';
 import { keyInUse, keyReused } from '../idempotency/key-problems.js';
 import {
@@ -223,6 +224,17 @@ export class TopUpsService implements OnModuleInit {
         await this.lease(existing);
         return { topUp: existing };
       }
+      // None unfinished. A duplicate may have finished since the interceptor looked:
+      // its phase (c) held the row just read (the SELECT waited for it), and has
+      // committed the response under the key. Asked only now, the key shows it; a
+      // second top-up would charge the card twice.
+      const done = await this.keys.lookup(request.merchantId, request.key);
+      if (done && !done.expired) {
+        if (done.fingerprint !== request.fingerprint) {
+          throw keyReused(request.key, done.requestMethod, done.requestPath);
+        }
+        return { response: { ...asRecorded(done), replayed: true } };
+      }
 
       try {
         await this.accounts.getMovable(request.merchantId, accountId, dto.currency);
@@ -402,12 +414,7 @@ export class TopUpsService implements OnModuleInit {
   private async storedFor(request: KeyedRequest): Promise<RecordedResponse> {
     const stored = await this.keys.lookup(request.merchantId, request.key);
     if (!stored) throw new Error(`top-up finished without a stored response for ${request.key}`);
-    return {
-      status: stored.responseStatus,
-      contentType: stored.responseContentType,
-      body: stored.responseBody,
-      location: stored.responseLocation,
-    };
+    return { ...asRecorded(stored), replayed: true };
   }
 
   private async whyNotCredited(topUp: TopUp): Promise<CommittedProblem> {
@@ -431,4 +438,13 @@ export class TopUpsService implements OnModuleInit {
     );
     return row ?? null;
   }
+}
+
+function asRecorded(stored: StoredKey): RecordedResponse {
+  return {
+    status: stored.responseStatus,
+    contentType: stored.responseContentType,
+    body: stored.responseBody,
+    location: stored.responseLocation,
+  };
 }
