@@ -40,6 +40,9 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => void stop());
   process.on('SIGINT', () => void stop());
+  // Run by a parent (npm start's API): go when it goes, even killed with -9, whose
+  // end of this pipe then closes.
+  if (env.PROCESSOR_EXIT_WITH_PARENT === '1') process.stdin.on('close', () => void stop()).resume();
 }
 
 main().catch((error: unknown) => {

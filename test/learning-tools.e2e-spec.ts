@@ -1,14 +1,20 @@
-import { describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import newman from 'newman';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { childEnv, projectRoot } from '../lab/api-process.js';
 import { createTestDatabase } from './support/databases.js';
+import { startTestProcessor, type TestProcessor } from './support/processor.js';
 import { useTestApp } from './support/test-app.js';
 
 /** What learners run: scripts/demo.sh, the Postman collection (with newman) and the retry lab. */
-const t = useTestApp();
+let processor: TestProcessor;
+beforeAll(async () => {
+  processor = await startTestProcessor(); // for the card top-ups
+});
+const t = useTestApp({ env: () => ({ PROCESSOR_URL: processor.url }) });
+afterAll(() => processor.close());
 
 function runCollection(): Promise<newman.NewmanRunSummary> {
   return new Promise((resolve, reject) =>
@@ -56,8 +62,8 @@ describe('Postman collection', () => {
     for (const run of [await runCollection(), await runCollection()]) {
       const failures = run.run.failures.map((f) => `${f.source?.name}: ${f.error.message}`);
       expect(failures).toEqual([]);
-      expect(run.run.stats.requests.total).toBe(17);
-      expect(run.run.stats.assertions.total).toBe(36);
+      expect(run.run.stats.requests.total).toBe(19);
+      expect(run.run.stats.assertions.total).toBe(40);
       expect(run.run.stats.assertions.failed).toBe(0);
     }
   }, 60_000);

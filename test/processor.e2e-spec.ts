@@ -1,5 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { projectRoot } from '../lab/api-process.js';
+import { freePort } from '../src/common/free-port.js';
 import { startTestProcessor, type TestProcessor } from './support/processor.js';
 
 /**
@@ -209,5 +212,28 @@ describe('refunds and lists', () => {
     expect(first.body).toMatchObject({ hasMore: true });
     expect((first.body.data as unknown[]).length + (second.body.data as unknown[]).length).toBe(3);
     expect(second.body.hasMore).toBe(false);
+  });
+});
+
+describe('as a process of its own', () => {
+  it('with PROCESSOR_EXIT_WITH_PARENT=1, exits when the pipe from its parent closes (the parent died)', async () => {
+    const port = await freePort();
+    const child = spawn(process.execPath, ['dist/processor/main.js'], {
+      cwd: projectRoot,
+      env: {
+        ...process.env,
+        DATABASE_URL: p.databaseUrl,
+        PORT: String(port),
+        PROCESSOR_EXIT_WITH_PARENT: '1',
+      },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve())); // listening
+    expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
+
+    child.stdin.destroy(); // what the parent's death does to its end of the pipe
+
+    expect(await exited).toBe(0);
   });
 });

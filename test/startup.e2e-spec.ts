@@ -22,12 +22,13 @@ afterAll(async () => {
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
 
-/** The bash block between the curl-session markers of README.md. */
-function readmeCurlSession(): string {
+/** The bash block between the `<name>:start` and `<name>:end` markers of README.md. */
+function readmeBlock(name: string): string {
   const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
-  const block =
-    /<!-- curl-session:start -->\s*```bash\n([\s\S]*?)```\s*<!-- curl-session:end -->/.exec(readme);
-  if (!block) throw new Error('README.md has no curl session between its markers');
+  const block = new RegExp(
+    `<!-- ${name}:start -->\\s*\`\`\`bash\\n([\\s\\S]*?)\`\`\`\\s*<!-- ${name}:end -->`,
+  ).exec(readme);
+  if (!block) throw new Error(`README.md has no ${name} between its markers`);
   return block[1];
 }
 
@@ -56,7 +57,7 @@ describe('npm start', () => {
     expect(first.output()).not.toContain(apiKey);
 
     // The README's curl session, pasted twice: the second time is all replays.
-    const session = readmeCurlSession();
+    const session = readmeBlock('curl-session');
     const shell = () =>
       run('bash', ['-e', '-c', session], {
         env: { ...process.env, API: `http://127.0.0.1:${port}` },
@@ -91,6 +92,15 @@ describe('npm start', () => {
       merchantId: expect.stringMatching(/^mch_/),
     });
     expect(first.output()).not.toMatch(/Bearer|sk_[A-Za-z0-9_-]{43}/);
+
+    // The README's top-up session: 202 while the processor's answer is lost, then
+    // the retry with the same key credits once.
+    const topUps = await run('bash', ['-e', '-c', session + readmeBlock('top-up-session')], {
+      env: { ...process.env, API: `http://127.0.0.1:${port}` },
+    });
+    const statuses = [...topUps.stdout.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((m) => m[1]);
+    expect(statuses.slice(-2)).toEqual(['202', '201']);
+    expect(topUps.stdout).toMatch(/"status":"pending"[\s\S]*"status":"succeeded"/);
 
     // A card top-up, against the processor npm start runs beside the API.
     const processorUrl = /"msg":"local card processor started","url":"([^"]+)"/.exec(

@@ -37,8 +37,15 @@ export async function startLocalProcessor(
   const port = await freePort();
   const main = fileURLToPath(new URL('../processor/main.js', import.meta.url));
   const child: ChildProcess = spawn(process.execPath, [main], {
-    env: { ...process.env, DATABASE_URL: url.toString(), PORT: String(port), HOST: '127.0.0.1' },
-    stdio: ['ignore', 'inherit', 'inherit'],
+    env: {
+      ...process.env,
+      DATABASE_URL: url.toString(),
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      PROCESSOR_EXIT_WITH_PARENT: '1',
+    },
+    // Its stdin is a pipe from us: when this process dies, it sees the pipe close.
+    stdio: ['pipe', 'inherit', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const base = `http://127.0.0.1:${port}`;
