@@ -215,6 +215,35 @@ describe('refunds and lists', () => {
   });
 });
 
+describe('random faults (PROCESSOR_FAULT_RATE)', () => {
+  it('gives that share of new payments a fault: here all, and the dice say a cut connection after the charge', async () => {
+    const dice = [0.1, 0.9]; // 0.1 < faultRate 1: a fault; 0.9: the third kind, drop-after-charge
+    const faulty = await startTestProcessor({ faultRate: 1, rng: () => dice.shift() ?? 0.1 });
+    try {
+      const key = randomUUID();
+      const send = () =>
+        fetch(`${faulty.url}/payments`, {
+          method: 'POST',
+          headers: {
+            Authorization: 'Bearer sk_caller_a',
+            'Content-Type': 'application/json',
+            'Idempotency-Key': key,
+          },
+          body: JSON.stringify({ amount: 10, currency: 'USD', card: 'tok_visa' }),
+        });
+
+      expect(await send().catch(() => 'connection cut')).toBe('connection cut');
+      const retry = await send(); // a replay meets no fault
+      expect(retry.status).toBe(201);
+      expect(retry.headers.get('idempotent-replayed')).toBe('true');
+      const { rows } = await faulty.db.query('SELECT count(*)::int AS n FROM payments');
+      expect(rows[0].n).toBe(1);
+    } finally {
+      await faulty.close();
+    }
+  });
+});
+
 describe('as a process of its own', () => {
   it('with PROCESSOR_EXIT_WITH_PARENT=1, exits when the pipe from its parent closes (the parent died)', async () => {
     const port = await freePort();
