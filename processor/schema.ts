@@ -9,7 +9,7 @@ import type pg from 'pg';
 export async function migrate(db: pg.Pool): Promise<void> {
   const client = await db.connect();
   try {
-    await client.query('SELECT pg_advisory_lock(4_242_001)');
+    await client.query('SELECT pg_advisory_lock(4242001)');
     await client.query(`
       -- One row per payment a caller asked for, under the caller's own key: the
       -- unique constraint is what makes a retried request the same payment.
@@ -39,7 +39,7 @@ export async function migrate(db: pg.Pool): Promise<void> {
         UNIQUE (caller, idempotency_key)
       );`);
   } finally {
-    await client.query('SELECT pg_advisory_unlock(4_242_001)').catch(() => undefined);
+    await client.query('SELECT pg_advisory_unlock(4242001)').catch(() => undefined);
     client.release();
   }
 }
