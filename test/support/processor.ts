@@ -19,9 +19,16 @@ export async function startTestProcessor(
 ): Promise<TestProcessor> {
   const database = await createTestDatabase({ migrated: false });
   const db = testPool(database.url, 10);
-  await migrate(db);
-  const app = await buildProcessor({ db, ...options });
-  await app.listen({ port: 0, host: '127.0.0.1' });
+  let app: FastifyInstance;
+  try {
+    await migrate(db);
+    app = await buildProcessor({ db, ...options });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+  } catch (error) {
+    await db.end();
+    await database.drop(); // leave nothing behind on a shared server
+    throw error;
+  }
   const { port } = app.server.address() as { port: number };
   return {
     app,

@@ -40,8 +40,14 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const env = typeof options.env === 'function' ? options.env() : options.env;
   const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'fatal', ...env });
   const appUrl = options.appDatabaseUrl?.(database.url) ?? database.url;
-  const app = await createApp(AppModule.forRoot(config, appUrl), { logger: false });
-  await app.listen(0, '127.0.0.1');
+  let app: INestApplication;
+  try {
+    app = await createApp(AppModule.forRoot(config, appUrl), { logger: false });
+    await app.listen(0, '127.0.0.1');
+  } catch (error) {
+    await database.drop(); // leave nothing behind on a shared server
+    throw error;
+  }
   const baseUrl = (await app.getUrl()).replace('[::1]', '127.0.0.1');
   const db = testPool(database.url);
 
