@@ -15,6 +15,7 @@ import { MerchantsModule } from './merchants/merchants.module.js';
 import { MetricsModule } from './metrics/metrics.module.js';
 import { RefundsModule } from './refunds/refunds.module.js';
 import { TopUpsModule } from './top-ups/top-ups.module.js';
+import { EventsModule } from './events/events.module.js';
 
 @Module({})
 export class AppModule {
@@ -26,6 +27,7 @@ export class AppModule {
         ConfigModule.forRoot(config),
         DatabaseModule.forRoot(databaseUrl, config.DB_POOL_SIZE),
         MetricsModule,
+        EventsModule,
         MerchantsModule,
         IdempotencyModule,
         AccountsModule,

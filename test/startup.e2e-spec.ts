@@ -176,12 +176,16 @@ describe('npm start', () => {
         'accounts',
         'charges',
         'deposits',
+        'events',
         'idempotency_keys',
         'ledger_entries',
         'merchants',
         'migrations',
         'refunds',
         'top_ups',
+        'webhook_attempts',
+        'webhook_deliveries',
+        'webhook_endpoints',
       ]);
     } finally {
       await db.drop();

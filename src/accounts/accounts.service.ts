@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { newId } from '../common/ids.js';
 import { type List, page } from '../common/list.js';
 import { TransactionHost } from '../database/transaction-host.js';
+import { EventsService } from '../events/events.service.js';
 import { CommittedProblem, NotFoundError, ProblemError } from '../problems/problem.js';
 import { Account } from './account.entity.js';
 import { type AccountView, toAccountView } from './account.view.js';
@@ -18,15 +19,19 @@ const ACCOUNT_COLUMNS = `merchant_id AS "merchantId", id, name, currency, balanc
  */
 @Injectable()
 export class AccountsService {
-  constructor(private readonly tx: TransactionHost) {}
+  constructor(
+    private readonly tx: TransactionHost,
+    private readonly events: EventsService,
+  ) {}
 
-  /** Opens an account with a zero balance. */
+  /** Opens an account with a zero balance, in the request's transaction. */
   async create(merchantId: string, dto: CreateAccountDto): Promise<Account> {
     const [row] = await this.tx.query<Account>(
       `INSERT INTO accounts (merchant_id, id, name, currency, metadata) VALUES ($1, $2, $3, $4, $5)
        RETURNING ${ACCOUNT_COLUMNS}`,
       [merchantId, newId('account'), dto.name, dto.currency, JSON.stringify(dto.metadata ?? {})],
     );
+    this.events.recordAtCommit(merchantId, 'account.created', toAccountView(row));
     return row;
   }
 
@@ -71,16 +76,25 @@ export class AccountsService {
    * (`expected`): a compare-and-set, so of two clients that read version 3 and
    * both write, one wins and the other learns it lost (412) instead of silently
    * overwriting. A PUT that changes nothing leaves the version (the ETag) and
-   * updatedAt as they are.
+   * updatedAt as they are, and tells nobody (an account.updated event only for a change).
    */
-  async replace(
+  replace(
+    merchantId: string,
+    id: string,
+    dto: ReplaceAccountDto,
+    expected: number[] | null,
+  ): Promise<Account> {
+    return this.tx.run(() => this.replaceInTransaction(merchantId, id, dto, expected));
+  }
+
+  private async replaceInTransaction(
     merchantId: string,
     id: string,
     dto: ReplaceAccountDto,
     expected: number[] | null,
   ): Promise<Account> {
     const fields = { name: dto.name, metadata: dto.metadata ?? {} };
-    const [updated] = await this.tx.query<Account>(
+    const [updated] = await this.tx.query<Account & { changed: boolean }>(
       `UPDATE accounts
           SET name = $3, metadata = $4,
               version = CASE WHEN (name, metadata) IS DISTINCT FROM ($3, $4::jsonb)
@@ -89,10 +103,16 @@ export class AccountsService {
                                 THEN now() ELSE updated_at END
         WHERE merchant_id = $1 AND id = $2 AND closed_at IS NULL
           AND ($5::bigint[] IS NULL OR version = ANY ($5::bigint[]))
-       RETURNING ${ACCOUNT_COLUMNS}`,
+       RETURNING ${ACCOUNT_COLUMNS}, updated_at = now() AS changed`,
       [merchantId, id, fields.name, JSON.stringify(fields.metadata), expected],
     );
-    if (updated) return updated;
+    if (updated) {
+      // now() is the transaction's start: updated_at equals it only if this UPDATE changed something.
+      const { changed, ...account } = updated;
+      if (changed)
+        this.events.recordAtCommit(merchantId, 'account.updated', toAccountView(account));
+      return account;
+    }
 
     // Nothing written: say why, from the account as it is now.
     const account = await this.get(merchantId, id);
@@ -110,15 +130,26 @@ export class AccountsService {
    * deposit racing with it either lands first (then the account is not empty)
    * or finds it closed.
    */
-  async close(merchantId: string, id: string, expected: number[] | null): Promise<void> {
-    const [closed] = await this.tx.query(
+  close(merchantId: string, id: string, expected: number[] | null): Promise<void> {
+    return this.tx.run(() => this.closeInTransaction(merchantId, id, expected));
+  }
+
+  private async closeInTransaction(
+    merchantId: string,
+    id: string,
+    expected: number[] | null,
+  ): Promise<void> {
+    const [closed] = await this.tx.query<Account>(
       `UPDATE accounts SET closed_at = now(), version = version + 1, updated_at = now()
         WHERE merchant_id = $1 AND id = $2 AND closed_at IS NULL AND balance = 0
           AND ($3::bigint[] IS NULL OR version = ANY ($3::bigint[]))
-       RETURNING 1`,
+       RETURNING ${ACCOUNT_COLUMNS}`,
       [merchantId, id, expected],
     );
-    if (closed) return;
+    if (closed) {
+      this.events.recordAtCommit(merchantId, 'account.closed', toAccountView(closed));
+      return;
+    }
 
     const account = await this.get(merchantId, id);
     if (account.closedAt) return; // already closed: the same answer, nothing changes

@@ -3,6 +3,7 @@ import { AccountsService } from '../accounts/accounts.service.js';
 import { newId } from '../common/ids.js';
 import { type List, page } from '../common/list.js';
 import { TransactionHost } from '../database/transaction-host.js';
+import { EventsService } from '../events/events.service.js';
 import { LedgerService } from '../ledger/ledger.service.js';
 import { CommittedProblem, NotFoundError } from '../problems/problem.js';
 import { Charge } from './charge.entity.js';
@@ -32,6 +33,7 @@ export class ChargesService {
     private readonly tx: TransactionHost,
     private readonly accounts: AccountsService,
     private readonly ledger: LedgerService,
+    private readonly events: EventsService,
   ) {}
 
   /**
@@ -70,7 +72,9 @@ export class ChargesService {
         createdAt: debit.createdAt,
       };
       this.tx.atCommit(INSERT_CHARGE, chargeValues(succeeded));
-      return toChargeView(succeeded);
+      const view = toChargeView(succeeded);
+      this.events.recordAtCommit(merchantId, 'charge.succeeded', view);
+      return view;
     }
 
     // No debit: find out why (unknown or closed account, other currency, or not enough money).
@@ -80,6 +84,7 @@ export class ChargesService {
       `${INSERT_CHARGE} RETURNING created_at AS "createdAt"`,
       chargeValues(failed),
     );
+    this.events.recordAtCommit(merchantId, 'charge.failed', toChargeView({ ...failed, createdAt }));
     throw new InsufficientFundsError({ ...failed, createdAt });
   }
 

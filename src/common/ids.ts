@@ -11,6 +11,8 @@ export const ID_PREFIXES = {
   refund: 're',
   ledgerEntry: 'le',
   topUp: 'tu',
+  event: 'evt',
+  webhookEndpoint: 'we',
 } as const;
 export type IdKind = keyof typeof ID_PREFIXES;
 

@@ -106,6 +106,48 @@ export class AppConfig {
   @Min(0)
   TOP_UP_RETRY_SECONDS = 2;
 
+  /** How often the webhook dispatcher looks for deliveries due, in ms; 0 turns it off. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  WEBHOOK_DISPATCH_INTERVAL_MS = 1_000;
+
+  /** How long an endpoint may take to answer before the try counts as failed. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  WEBHOOK_TIMEOUT_MS = 10_000;
+
+  /** Tries per delivery before it is given up as failed. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  WEBHOOK_MAX_ATTEMPTS = 16;
+
+  /** The first wait before a delivery is tried again; it doubles (with jitter), up to 6 hours. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  WEBHOOK_RETRY_SECONDS = 30;
+
+  /** How long a rotated-out signing secret keeps signing beside the new one. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  WEBHOOK_SECRET_OVERLAP_SECONDS = 86_400;
+
+  /** How long events (and their deliveries and attempts) are kept once delivered or given up. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  EVENTS_TTL_SECONDS = 30 * 86_400;
+
+  /** How often old events are purged; 0 turns the purge off. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  EVENTS_PURGE_INTERVAL_SECONDS = 3_600;
+
   @IsIn(LOG_LEVELS)
   LOG_LEVEL: LogLevel = 'info';
 

@@ -11,6 +11,7 @@ import { Refunds1764489600000 } from './migrations/1764489600000-refunds.js';
 import { IdempotencyKeyLock1764576000000 } from './migrations/1764576000000-idempotency-key-lock.js';
 import { AccountLifecycle1764662400000 } from './migrations/1764662400000-account-lifecycle.js';
 import { TopUps1764748800000 } from './migrations/1764748800000-top-ups.js';
+import { Events1764835200000 } from './migrations/1764835200000-events.js';
 import { Refund } from '../refunds/refund.entity.js';
 
 export const ENTITIES = [Merchant, Account, Deposit, Charge, Refund, LedgerEntry, IdempotencyKey];
@@ -20,6 +21,7 @@ export const MIGRATIONS = [
   IdempotencyKeyLock1764576000000,
   AccountLifecycle1764662400000,
   TopUps1764748800000,
+  Events1764835200000,
 ];
 
 /**

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { AccountsService } from '../accounts/accounts.service.js';
 import { newId } from '../common/ids.js';
 import { TransactionHost } from '../database/transaction-host.js';
+import { EventsService } from '../events/events.service.js';
 import { BalanceLimitExceeded, LedgerService } from '../ledger/ledger.service.js';
 import type { Deposit } from './deposit.entity.js';
 import { type DepositView, toDepositView } from './deposit.view.js';
@@ -14,6 +15,7 @@ export class DepositsService {
     private readonly tx: TransactionHost,
     private readonly accounts: AccountsService,
     private readonly ledger: LedgerService,
+    private readonly events: EventsService,
   ) {}
 
   /**
@@ -57,6 +59,8 @@ export class DepositsService {
         credit.createdAt,
       ],
     );
-    return toDepositView(recorded);
+    const view = toDepositView(recorded);
+    this.events.recordAtCommit(merchantId, 'deposit.succeeded', view);
+    return view;
   }
 }

@@ -39,6 +39,13 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  private readonly webhooks = new Counter({
+    name: 'webhook_deliveries_total',
+    help: 'Webhook delivery tries by outcome: delivered, retry (to be tried again), given_up.',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   private inFlight: () => number = () => 0;
 
   constructor(@Inject(APP_CONFIG) config: AppConfig) {
@@ -78,6 +85,10 @@ export class MetricsService {
 
   countIdempotency(outcome: IdempotencyOutcome): void {
     if (this.enabled) this.idempotency.inc({ outcome });
+  }
+
+  countWebhookDelivery(outcome: 'delivered' | 'retry' | 'given_up'): void {
+    if (this.enabled) this.webhooks.inc({ outcome });
   }
 
   /**

@@ -3,6 +3,7 @@ import { AccountsService } from '../accounts/accounts.service.js';
 import { ChargesService } from '../charges/charges.service.js';
 import { newId } from '../common/ids.js';
 import { TransactionHost } from '../database/transaction-host.js';
+import { EventsService } from '../events/events.service.js';
 import { BalanceLimitExceeded, LedgerService } from '../ledger/ledger.service.js';
 import { CommittedProblem } from '../problems/problem.js';
 import type { CreateRefundDto } from './dto/create-refund.dto.js';
@@ -17,6 +18,7 @@ export class RefundsService {
     private readonly accounts: AccountsService,
     private readonly charges: ChargesService,
     private readonly ledger: LedgerService,
+    private readonly events: EventsService,
   ) {}
 
   /**
@@ -68,6 +70,8 @@ export class RefundsService {
       [merchantId, refund.id, chargeId, charge.accountId, amount, credit.createdAt],
     );
     this.charges.addRefundedAtCommit(merchantId, chargeId, amount);
-    return toRefundView(recorded);
+    const view = toRefundView(recorded);
+    this.events.recordAtCommit(merchantId, 'refund.succeeded', view);
+    return view;
   }
 }

@@ -18,6 +18,7 @@ import {
   recordJson,
   recordProblem,
 } from '../idempotency/recorded-response.js';
+import { EventsService } from '../events/events.service.js';
 import { BalanceLimitExceeded, LedgerService } from '../ledger/ledger.service.js';
 import { CommittedProblem, NotFoundError } from '../problems/problem.js';
 import type { CreateTopUpDto } from './dto/create-top-up.dto.js';
@@ -67,6 +68,7 @@ export class TopUpsService implements OnModuleInit {
     private readonly ledger: LedgerService,
     private readonly keys: IdempotencyService,
     private readonly processor: ProcessorClient,
+    private readonly events: EventsService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -291,6 +293,7 @@ export class TopUpsService implements OnModuleInit {
           processorPaymentId: payment.id,
           declineCode: payment.declineCode,
         });
+        this.events.recordAtCommit(declined.merchantId, 'top_up.declined', toTopUpView(declined));
         return {
           response: await this.store(
             request,
@@ -323,6 +326,7 @@ export class TopUpsService implements OnModuleInit {
             topUpId: current.id,
           },
         );
+        this.events.recordAtCommit(failed.merchantId, 'top_up.failed', toTopUpView(failed));
         return { response: await this.store(request, recordProblem(problem)), refundDue: failed };
       }
       const succeeded = await this.update(current, {
@@ -331,6 +335,7 @@ export class TopUpsService implements OnModuleInit {
         processorPaymentId: payment.id,
       });
       const view = toTopUpView(succeeded);
+      this.events.recordAtCommit(succeeded.merchantId, 'top_up.succeeded', view);
       return { response: await this.store(request, recordJson(201, view, `/top-ups/${view.id}`)) };
     });
   }
@@ -358,6 +363,7 @@ export class TopUpsService implements OnModuleInit {
           recoveryPoint: 'finished',
           failureCode: 'processor_unreachable',
         });
+        this.events.recordAtCommit(failed.merchantId, 'top_up.failed', toTopUpView(failed));
         return this.store(request, recordProblem(new TopUpFailed(failed, tried.attempts)));
       }
       const view = toTopUpView(tried);
