@@ -262,10 +262,20 @@ describe('delivery', () => {
   it('signs with the old secret and the new one during a rotation, so either side may switch first', async () => {
     const api = await t.merchant('Rotating');
     const created = await api.post('/webhook-endpoints', { url: receiver.url });
-    const rotated = await api.post(`/webhook-endpoints/${created.body.id}/rotate-secret`);
+    const key = randomUUID();
+    const rotated = await api.post(`/webhook-endpoints/${created.body.id}/rotate-secret`, {}, key);
     expect(rotated.status).toBe(200);
     expect(rotated.body.secret).toMatch(/^whsec_/);
     expect(rotated.body.secret).not.toBe(created.body.secret);
+    // A retried rotation replays the first one's secret, and adds no third.
+    const retried = await api.post(`/webhook-endpoints/${created.body.id}/rotate-secret`, {}, key);
+    expect(retried.headers['idempotent-replayed']).toBe('true');
+    expect(retried.body.secret).toBe(rotated.body.secret);
+    const { rows } = await t.db.query(
+      `SELECT jsonb_array_length(secrets) AS n FROM webhook_endpoints WHERE id = $1`,
+      [created.body.id],
+    );
+    expect(rows[0].n).toBe(2);
 
     // The receiver knows only the old secret: the old signature still verifies.
     receiver.secrets.push(created.body.secret);

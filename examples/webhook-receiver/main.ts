@@ -1,20 +1,93 @@
-// The reference receiver on its own: node build/examples/webhook-receiver/main.js, with
-//   DATABASE_URL      its own database (required)
-//   WEBHOOK_SECRETS   the endpoint's signing secrets, comma-separated (whsec_...)
+// The reference receiver on its own: npm run receiver (beside npm start), with
 //   PORT              where it listens (4100)
-// Register http://127.0.0.1:4100/webhooks with POST /webhook-endpoints, and give it the secret.
+//   API_URL           the payments API to register with (http://127.0.0.1:3000)
+//   API_KEY           the merchant's key there (the demo merchant's, sk_test_demo)
+//   WEBHOOK_SECRETS   set: the endpoint's signing secrets (whsec_..., comma-separated), and
+//                     it registers nothing; unset: it registers itself with POST
+//                     /webhook-endpoints, keeps the secret it is shown, and deletes the
+//                     endpoint again when stopped
+//   DATABASE_URL      its own database; unset: <database>_receiver beside the API's
+//                     embedded PostgreSQL (DATA_DIR, .data)
+// It prints one line per event: applied, or a duplicate ignored.
 import pg from 'pg';
+import { openDatabase } from '../../src/database/open-database.js';
 import { buildReceiver, migrateReceiver } from './receiver.js';
 
+const env = process.env;
+const port = Number(env.PORT ?? 4100);
+const apiUrl = env.API_URL ?? 'http://127.0.0.1:3000';
+const apiKey = env.API_KEY ?? 'sk_test_demo';
+
 async function main(): Promise<void> {
-  const { DATABASE_URL, WEBHOOK_SECRETS = '', PORT = '4100' } = process.env;
-  if (!DATABASE_URL) throw new Error('DATABASE_URL (the receiver database) is required');
-  const db = new pg.Pool({ connectionString: DATABASE_URL });
+  const database = await receiverDatabase();
+  const db = new pg.Pool({ connectionString: database.url });
   await migrateReceiver(db);
-  const secrets = WEBHOOK_SECRETS.split(',').filter(Boolean);
-  const app = await buildReceiver({ db, secrets: () => secrets });
-  await app.listen({ port: Number(PORT), host: '127.0.0.1' });
-  console.log(`webhook receiver listening on http://127.0.0.1:${PORT}/webhooks`);
+
+  const secrets = (env.WEBHOOK_SECRETS ?? '').split(',').filter(Boolean);
+  const app = await buildReceiver({
+    db,
+    secrets: () => secrets,
+    onEvent: ({ webhookId, type, duplicate }) =>
+      console.log(
+        JSON.stringify({ msg: duplicate ? 'duplicate ignored' : 'applied', type, webhookId }),
+      ),
+  });
+  await app.listen({ port, host: '127.0.0.1' });
+  const url = `http://127.0.0.1:${port}/webhooks`;
+
+  let endpointId: string | undefined;
+  if (secrets.length === 0) {
+    const endpoint = await api<{ id: string; secret: string }>('POST', '/webhook-endpoints', {
+      url,
+      description: 'examples/webhook-receiver',
+    });
+    endpointId = endpoint.id;
+    secrets.push(endpoint.secret);
+  }
+  console.log(JSON.stringify({ msg: 'webhook receiver listening', url, endpoint: endpointId }));
+
+  const stop = async () => {
+    await app.close();
+    if (endpointId) await api('DELETE', `/webhook-endpoints/${endpointId}`).catch(() => undefined);
+    await db.end();
+    await database.close();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop());
+  process.on('SIGTERM', () => void stop());
+}
+
+/** DATABASE_URL, or a database of its own on the server npm start uses. */
+async function receiverDatabase(): Promise<{ url: string; close(): Promise<void> }> {
+  if (env.DATABASE_URL) return { url: env.DATABASE_URL, close: () => Promise.resolve() };
+  const server = await openDatabase({ DATABASE_URL: undefined, DATA_DIR: env.DATA_DIR ?? '.data' });
+  const url = new URL(server.url);
+  url.pathname = `/${url.pathname.slice(1)}_receiver`;
+  const admin = new pg.Client({ connectionString: server.url });
+  await admin.connect();
+  try {
+    const name = url.pathname.slice(1);
+    const { rowCount } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+    if (!rowCount) await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
+  } finally {
+    await admin.end();
+  }
+  return { url: url.toString(), close: () => server.close() };
+}
+
+async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const response = await fetch(`${apiUrl}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${apiKey}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!response.ok) {
+    throw new Error(`${method} ${apiUrl}${path}: ${response.status} ${await response.text()}`);
+  }
+  return (response.status === 204 ? undefined : await response.json()) as T;
 }
 
 main().catch((error: unknown) => {

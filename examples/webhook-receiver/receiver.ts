@@ -30,6 +30,8 @@ export interface ReceiverOptions {
   /** Read on every request, so that a test can change them while it runs. */
   faults?: ReceiverFaults;
   rng?: () => number;
+  /** Told of each verified event: applied for the first time, or a duplicate ignored. */
+  onEvent?: (seen: { webhookId: string; type: string; duplicate: boolean }) => void;
 }
 
 export interface ReceiverFaults {
@@ -67,6 +69,7 @@ function movementOf(type: string, object: Record<string, unknown>) {
   switch (type) {
     case 'deposit.succeeded':
     case 'top_up.succeeded':
+    case 'refund.succeeded':
       return { accountId: object.accountId as string, credited: amount, debited: 0 };
     case 'charge.succeeded':
       return { accountId: object.accountId as string, credited: 0, debited: amount };
@@ -127,6 +130,11 @@ export async function buildReceiver(options: ReceiverOptions): Promise<FastifyIn
       }
       await client.query('COMMIT');
       applied = Boolean(fresh.rowCount);
+      options.onEvent?.({
+        webhookId: headers['webhook-id'],
+        type: event.type,
+        duplicate: !applied,
+      });
     } catch (error) {
       await client.query('ROLLBACK');
       throw error;

@@ -109,7 +109,8 @@ export const AUDIT_CHECKS: AuditCheck[] = [
                    UNION ALL SELECT 1 FROM charges  x WHERE x.merchant_id = k.merchant_id AND x.id = k.response_body::jsonb ->> 'id'
                    UNION ALL SELECT 1 FROM deposits x WHERE x.merchant_id = k.merchant_id AND x.id = k.response_body::jsonb ->> 'id'
                    UNION ALL SELECT 1 FROM refunds  x WHERE x.merchant_id = k.merchant_id AND x.id = k.response_body::jsonb ->> 'id'
-                   UNION ALL SELECT 1 FROM top_ups  x WHERE x.merchant_id = k.merchant_id AND x.id = k.response_body::jsonb ->> 'id')`,
+                   UNION ALL SELECT 1 FROM top_ups  x WHERE x.merchant_id = k.merchant_id AND x.id = k.response_body::jsonb ->> 'id'
+                   UNION ALL SELECT 1 FROM webhook_endpoints x WHERE x.merchant_id = k.merchant_id AND x.id = k.response_body::jsonb ->> 'id')`,
   },
   {
     rule: 'every stored 402 points at a failed charge, or a top-up that did not succeed, that exists',

@@ -45,9 +45,13 @@ export class WebhookEndpointsController {
     await this.endpoints.delete(merchantId, id);
   }
 
-  /** A new signing secret, shown once; the old one keeps signing for a while beside it. */
+  /**
+   * A new signing secret, shown once; the old one keeps signing for a while beside it.
+   * Each call adds a secret: a retry with the same Idempotency-Key replays the first.
+   */
   @Post(':id/rotate-secret')
   @HttpCode(200)
+  @Idempotent({ required: false })
   rotateSecret(
     @MerchantId() merchantId: string,
     @Param('id') id: string,
