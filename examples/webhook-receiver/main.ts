@@ -27,10 +27,9 @@ async function main(): Promise<void> {
   const app = await buildReceiver({
     db,
     secrets: () => secrets,
-    onEvent: ({ webhookId, type, duplicate }) =>
-      console.log(
-        JSON.stringify({ msg: duplicate ? 'duplicate ignored' : 'applied', type, webhookId }),
-      ),
+    onEvent: ({ webhookId, type, outcome }) => {
+      if (outcome !== 'received') console.log(JSON.stringify({ msg: outcome, type, webhookId }));
+    },
   });
   await app.listen({ port, host: '127.0.0.1' });
   const url = `http://127.0.0.1:${port}/webhooks`;

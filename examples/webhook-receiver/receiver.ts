@@ -30,8 +30,8 @@ export interface ReceiverOptions {
   /** Read on every request, so that a test can change them while it runs. */
   faults?: ReceiverFaults;
   rng?: () => number;
-  /** Told of each verified event: applied for the first time, or a duplicate ignored. */
-  onEvent?: (seen: { webhookId: string; type: string; duplicate: boolean }) => void;
+  /** Told of each verified event as it arrives, and once it is applied or found a duplicate. */
+  onEvent?: (seen: { webhookId: string; type: string; outcome: EventOutcome }) => void;
 }
 
 export interface ReceiverFaults {
@@ -42,6 +42,8 @@ export interface ReceiverFaults {
   /** Wait before applying. */
   slowMs?: number;
 }
+
+export type EventOutcome = 'received' | 'applied' | 'duplicate ignored';
 
 /** The Server header of the receiver's answers (it is not the payments API). */
 export const RECEIVER_SERVER = 'webhook-receiver';
@@ -106,6 +108,7 @@ export async function buildReceiver(options: ReceiverOptions): Promise<FastifyIn
       }
     }
     if (!event) return reply.code(401).send({ error: 'signature or timestamp not valid' });
+    options.onEvent?.({ webhookId: headers['webhook-id'], type: event.type, outcome: 'received' });
 
     if (rng() < (faults.failRate ?? 0)) return reply.code(503).send({ error: 'try again' });
     if (faults.slowMs) await new Promise((r) => setTimeout(r, faults.slowMs));
@@ -133,7 +136,7 @@ export async function buildReceiver(options: ReceiverOptions): Promise<FastifyIn
       options.onEvent?.({
         webhookId: headers['webhook-id'],
         type: event.type,
-        duplicate: !applied,
+        outcome: applied ? 'applied' : 'duplicate ignored',
       });
     } catch (error) {
       await client.query('ROLLBACK');

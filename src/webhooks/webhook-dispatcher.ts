@@ -14,6 +14,11 @@ import type { SigningSecret } from './webhook-endpoints.service.js';
 
 /** Deliveries leased per pass, and sent at once. */
 export const DISPATCH_BATCH = 20;
+/**
+ * A lease outlives the try (WEBHOOK_TIMEOUT_MS) by this much, time to record it.
+ * Should an instance die holding one, another sends the delivery once it ends.
+ */
+const LEASE_MARGIN_SECONDS = 5;
 /** The longest wait between two tries of one delivery. */
 const MAX_RETRY_SECONDS = 6 * 3_600;
 
@@ -117,7 +122,7 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnModuleDestro
        RETURNING d.merchant_id AS "merchantId", d.event_id AS "eventId",
                  d.endpoint_id AS "endpointId", d.attempts, d.locked_until AS lease,
                  e.type, e.data, e.created_at AS "createdAt", w.url, w.secrets`,
-      [DISPATCH_BATCH, Math.ceil(this.config.WEBHOOK_TIMEOUT_MS / 1_000) + 30],
+      [DISPATCH_BATCH, Math.ceil(this.config.WEBHOOK_TIMEOUT_MS / 1_000) + LEASE_MARGIN_SECONDS],
     );
   }
 
