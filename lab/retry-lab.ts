@@ -2,7 +2,10 @@
 // responses in front of it, and lets retrying clients charge an account through
 // it, showing live what happens, then whether every charge happened exactly once.
 // Then one client renames the account through the same network, retrying PUTs
-// without any key, and the lab shows that the final state is right.
+// without any key, and the lab shows that the final state is right. All along,
+// the API sends its events to the reference webhook receiver (examples/), through
+// a network as bad, and the lab shows them arriving, the duplicates ignored, and
+// the receiver's books matching the ledger.
 //
 //   LAB_KEYS=per-operation  one Idempotency-Key per charge, reused on every retry (right)
 //   LAB_KEYS=per-attempt    a new key for every attempt: the bug that double-charges
@@ -11,6 +14,11 @@ import { randomUUID } from 'node:crypto';
 import { auditLedger } from '../src/audit/ledger-audit.js';
 import { loadConfig } from '../src/config/config.js';
 import { openDatabase } from '../src/database/open-database.js';
+import {
+  buildReceiver,
+  migrateReceiver,
+  type EventOutcome,
+} from '../examples/webhook-receiver/receiver.js';
 import { startApi } from './api-process.js';
 import { FAULTS, FaultyProxy, random } from './faulty-proxy.js';
 import {
@@ -53,9 +61,18 @@ async function main(): Promise<number> {
   // The database: DATABASE_URL, or the embedded PostgreSQL in DATA_DIR.
   const database = await openDatabase(config);
   const api = await startApi({
-    env: { DATABASE_URL: database.url, LOG_LEVEL: 'error', NODE_ENV: 'development' },
+    env: {
+      DATABASE_URL: database.url,
+      LOG_LEVEL: 'error',
+      NODE_ENV: 'development',
+      // The lab tries failed deliveries again at once; by default the wait starts at 30 s.
+      WEBHOOK_DISPATCH_INTERVAL_MS: '200',
+      WEBHOOK_RETRY_SECONDS: '0',
+      WEBHOOK_TIMEOUT_MS: '2000',
+    },
     logs: 'errors',
   });
+  const receiver = await startReceiver(database.url, SEED);
   const proxy = await FaultyProxy.start(api.port, {
     fault: 'random',
     faultRate: FAULT_RATE,
@@ -65,6 +82,11 @@ async function main(): Promise<number> {
   const db = new pg.Client({ connectionString: database.url });
   await db.connect();
   try {
+    const endpoint = await postFor<{ id: string; secret: string }>(api.url, '/webhook-endpoints', {
+      url: receiver.url,
+      description: 'retry lab',
+    });
+    receiver.secrets.push(endpoint.secret);
     const account = await post(api.url, '/accounts', { name: 'Retry lab', currency: 'USD' });
     await post(api.url, `/accounts/${account}/deposits`, { amount: START, currency: 'USD' });
 
@@ -78,7 +100,7 @@ async function main(): Promise<number> {
     const intended = charges.reduce((sum, op) => sum + (op.body.amount as number), 0);
     const stats = newStats();
     let done = 0;
-    const progress = setInterval(() => draw(done, stats, proxy), 100);
+    const progress = setInterval(() => draw(done, stats, proxy, receiver.seen), 100);
     const started = Date.now();
     await sendAll(charges, {
       clients: CLIENTS,
@@ -89,7 +111,7 @@ async function main(): Promise<number> {
       onAnswer: () => done++,
     });
     clearInterval(progress);
-    draw(done, stats, proxy);
+    draw(done, stats, proxy, receiver.seen);
     const seconds = (Date.now() - started) / 1000;
     const afterCharges = await accountRow(db, account);
 
@@ -107,6 +129,19 @@ async function main(): Promise<number> {
     }
     const final = await accountRow(db, account);
     const violations = await auditLedger(db);
+
+    // 3. The events: wait until every delivery is done, then compare the books.
+    const eventsDone = await deliveredWithin(db, endpoint.id, 60_000);
+    const books = await receiver.books(account);
+    const { rows: sent } = await db.query<{ events: number; tries: number }>(
+      `SELECT count(*)::int AS events, coalesce(sum(attempts), 0)::int AS tries
+         FROM webhook_deliveries WHERE endpoint_id = $1`,
+      [endpoint.id],
+    );
+    await fetch(`${api.url}/webhook-endpoints/${endpoint.id}`, {
+      method: 'DELETE',
+      headers: { Authorization: `Bearer ${API_KEY}` },
+    });
 
     const lost = FAULTS.filter((f) => f !== 'none' && f !== 'delay' && f !== 'hang').reduce(
       (n, f) => n + proxy.injected[f],
@@ -146,9 +181,23 @@ async function main(): Promise<number> {
       'renames (PUT, no key)',
       `${RENAMES} in ${putStats.attempts} attempts; final name ${namesRight ? 'right' : `WRONG (${final.name})`}, version +${final.version - versionBefore} (a retried set changed nothing)`,
     );
+    const { events, tries } = sent[0];
+    const booksRight =
+      eventsDone &&
+      receiver.seen.applied === events &&
+      books.debited === START - final.balance &&
+      books.credited === START;
+    row(
+      'webhook events',
+      `${events} sent in ${tries} tries, ${receiver.seen.applied} applied, ${receiver.seen['duplicate ignored']} duplicates ignored${eventsDone ? '' : ' (NOT all delivered within 60 s)'}`,
+    );
+    row(
+      "the receiver's books",
+      `debited ${books.debited}, credited ${books.credited}: ${booksRight ? 'match the ledger' : 'DO NOT match the ledger'}`,
+    );
 
     const exactlyOnce = doubles === 0 && afterCharges.balance === expected;
-    const sound = violations.length === 0 && namesRight;
+    const sound = violations.length === 0 && namesRight && booksRight;
     if (KEYS === 'per-operation') {
       console.log(
         `\n${bold(exactlyOnce && sound ? 'Exactly once: every charge happened once, whatever the network did.' : 'NOT exactly once: see above.')}`,
@@ -164,6 +213,7 @@ async function main(): Promise<number> {
     await proxy.stop();
     api.child.kill('SIGTERM');
     await api.exited();
+    await receiver.close();
     await database.close();
   }
 }
@@ -184,17 +234,92 @@ async function accountRow(db: pg.Client, account: string) {
   return rows[0];
 }
 
-function draw(done: number, stats: Stats, proxy: FaultyProxy): void {
+/**
+ * The reference receiver, in this process, on a fresh database of its own beside
+ * the lab's, behind a proxy as lossy as the clients' network, and answering 503 or
+ * losing its answer after applying now and then. Its database goes with it.
+ */
+async function startReceiver(databaseUrl: string, seed: number) {
+  const url = new URL(databaseUrl);
+  const name = `${url.pathname.slice(1)}_lab_receiver`;
+  const admin = new pg.Client({ connectionString: databaseUrl });
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)}`);
+  await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
+  url.pathname = `/${name}`;
+  const db = new pg.Pool({ connectionString: url.toString() });
+  await migrateReceiver(db);
+  const secrets: string[] = [];
+  const seen: Record<EventOutcome, number> = { received: 0, applied: 0, 'duplicate ignored': 0 };
+  const app = await buildReceiver({
+    db,
+    secrets: () => secrets,
+    faults: { failRate: FAULT_RATE / 4, dropAfterApplyRate: FAULT_RATE / 2 },
+    rng: random(seed + 1),
+    onEvent: ({ outcome }) => seen[outcome]++,
+  });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const proxy = await FaultyProxy.start((app.server.address() as { port: number }).port, {
+    fault: 'random',
+    faultRate: FAULT_RATE / 2,
+    rng: random(seed + 2),
+  });
+  return {
+    url: `http://127.0.0.1:${proxy.port}/webhooks`,
+    secrets,
+    seen,
+    async books(account: string) {
+      const { rows } = await db.query<{ credited: string; debited: string }>(
+        'SELECT credited, debited FROM account_totals WHERE account_id = $1',
+        [account],
+      );
+      return { credited: Number(rows[0]?.credited ?? 0), debited: Number(rows[0]?.debited ?? 0) };
+    },
+    /** Stops it, and drops its database: the lab's scratch. */
+    async close() {
+      await proxy.stop();
+      await app.close();
+      await db.end();
+      await admin.query(`DROP DATABASE ${pg.escapeIdentifier(name)}`);
+      await admin.end();
+    },
+  };
+}
+
+/** Polls until every delivery to the endpoint is done; false if `ms` went by first. */
+async function deliveredWithin(db: pg.Client, endpointId: string, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const { rows } = await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM webhook_deliveries WHERE endpoint_id = $1 AND status <> 'delivered'`,
+      [endpointId],
+    );
+    if (rows[0].n === 0) return true;
+    await new Promise((r) => setTimeout(r, 100)); // polling: the API tells no one when it is done
+  }
+  return false;
+}
+
+function draw(
+  done: number,
+  stats: Stats,
+  proxy: FaultyProxy,
+  seen: Record<EventOutcome, number>,
+): void {
   const width = 30;
   const filled = Math.round((done / CHARGES) * width);
   const broken = Object.entries(proxy.injected)
     .filter(([f]) => f !== 'none')
     .reduce((n, [, v]) => n + v, 0);
-  const line = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${CHARGES} charges · ${stats.attempts} requests · ${broken} broken · ${stats.retries} retries · ${stats.replays} replays · ${stats.inUse} × 409`;
+  const line = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${CHARGES} charges · ${stats.attempts} requests · ${broken} broken · ${stats.retries} retries · ${stats.replays} replays · ${stats.inUse} × 409 · events ${seen.applied} applied, ${seen['duplicate ignored']} dup. ignored`;
   process.stdout.write(tty ? `\r${line}` : done === CHARGES || done % 50 === 0 ? `${line}\n` : '');
 }
 
 async function post(base: string, path: string, body: object): Promise<string> {
+  return (await postFor<{ id: string }>(base, path, body)).id;
+}
+
+async function postFor<T>(base: string, path: string, body: object): Promise<T> {
   const res = await fetch(`${base}${path}`, {
     method: 'POST',
     headers: {
@@ -205,7 +330,7 @@ async function post(base: string, path: string, body: object): Promise<string> {
     body: JSON.stringify(body),
   });
   if (res.status !== 201) throw new Error(`${path}: ${res.status} ${await res.text()}`);
-  return ((await res.json()) as { id: string }).id;
+  return (await res.json()) as T;
 }
 
 main().then(

@@ -93,6 +93,14 @@ describe('npm run demo:retries (the retry lab)', () => {
       /renames \(PUT, no key\)\s+10 in \d+ attempts; final name right, version \+10/,
     );
     expect(stdout).toContain('Exactly once: every charge happened once');
+    // The events too, through a network as bad: 60 charges, 10 renames, the account
+    // and its deposit, each applied once by the receiver, its duplicates ignored.
+    expect(stdout).toMatch(
+      /webhook events\s+72 sent in \d+ tries, 72 applied, \d+ duplicates ignored\n/,
+    );
+    expect(stdout).toMatch(
+      /the receiver's books\s+debited \d+, credited 1000000: match the ledger/,
+    );
     const broken = Number(/connections broken\s+(\d+)/.exec(stdout)?.[1]);
     expect(broken).toBeGreaterThan(0);
   }, 60_000);
