@@ -3,6 +3,7 @@ import { newId } from '../common/ids.js';
 import type { List, ListQuery } from '../common/list.js';
 import { TransactionHost } from '../database/transaction-host.js';
 import { NotFoundError } from '../problems/problem.js';
+import type { SigningSecret } from '../webhooks/webhook-endpoints.service.js';
 
 /** What the merchant is told, by type: `<object>.<what happened>`. */
 export type EventType =
@@ -33,7 +34,41 @@ interface EventRow {
   createdAt: Date;
 }
 
-/** The events table, and the deliveries each event fans out to: their only writer. */
+/** A delivery leased to be sent: the event, where to, and how to sign it. */
+export interface DueDelivery {
+  merchantId: string;
+  eventId: string;
+  endpointId: string;
+  attempts: number;
+  /** Until when it is ours; recording a try checks it is still this. */
+  lease: Date;
+  type: EventType;
+  data: { object: unknown };
+  createdAt: Date;
+  url: string;
+  secrets: SigningSecret[];
+}
+
+/** One try of a delivery, as the dispatcher saw it. */
+export interface Attempt {
+  delivered: boolean;
+  status: number | null;
+  error: string | null;
+  latencyMs: number;
+}
+
+/** When to try again: `retrySeconds · 2^tries` (capped), times 0.5 to 1.5. */
+export interface RetryPolicy {
+  maxAttempts: number;
+  retrySeconds: number;
+  maxRetrySeconds: number;
+}
+
+/**
+ * The outbox: the events table, the deliveries each event fans out to, and their
+ * attempts. Their only writer: the dispatcher leases and records through it, and an
+ * endpoint's deletion drops what waited for it through it.
+ */
 @Injectable()
 export class EventsService {
   constructor(private readonly tx: TransactionHost) {}
@@ -57,6 +92,102 @@ export class EventsService {
           AND endpoint.enabled AND endpoint.deleted_at IS NULL`,
       [merchantId, newId('event'), type, JSON.stringify({ object })],
     );
+  }
+
+  /**
+   * Leases up to `batch` deliveries that are due, to enabled endpoints, for
+   * `leaseSeconds`: FOR UPDATE SKIP LOCKED, and a lease that another instance's pass
+   * respects until it runs out (then the delivery is sent again: at least once).
+   */
+  leaseDue(batch: number, leaseSeconds: number): Promise<DueDelivery[]> {
+    return this.tx.query<DueDelivery>(
+      `WITH due AS (
+         SELECT d.merchant_id, d.event_id, d.endpoint_id
+           FROM webhook_deliveries d
+           JOIN webhook_endpoints w ON w.merchant_id = d.merchant_id AND w.id = d.endpoint_id
+          WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+            AND (d.locked_until IS NULL OR d.locked_until < now())
+            AND w.enabled AND w.deleted_at IS NULL
+          ORDER BY d.next_attempt_at
+          LIMIT $1
+            FOR UPDATE OF d SKIP LOCKED)
+       UPDATE webhook_deliveries d
+          -- to the millisecond: the lease is handed back as it is, to compare (see recordAttempt)
+          SET locked_until = date_trunc('milliseconds', now() + make_interval(secs => $2))
+         FROM due, events e, webhook_endpoints w
+        WHERE d.merchant_id = due.merchant_id AND d.event_id = due.event_id
+          AND d.endpoint_id = due.endpoint_id
+          AND e.merchant_id = d.merchant_id AND e.id = d.event_id
+          AND w.merchant_id = d.merchant_id AND w.id = d.endpoint_id
+       RETURNING d.merchant_id AS "merchantId", d.event_id AS "eventId",
+                 d.endpoint_id AS "endpointId", d.attempts, d.locked_until AS lease,
+                 e.type, e.data, e.created_at AS "createdAt", w.url, w.secrets`,
+      [batch, leaseSeconds],
+    );
+  }
+
+  /**
+   * Records a try and the delivery's next state in one transaction: delivered, due
+   * again later, or given up after `maxAttempts`. The state changes only while the
+   * lease is still the one handed out (a redelivery asked meanwhile starts afresh);
+   * the try is recorded either way.
+   */
+  recordAttempt(
+    delivery: DueDelivery,
+    attempt: Attempt,
+    policy: RetryPolicy,
+  ): Promise<'delivered' | 'retry' | 'given_up'> {
+    const key = [delivery.merchantId, delivery.eventId, delivery.endpointId];
+    return this.tx.run(async () => {
+      await this.tx.query(
+        `INSERT INTO webhook_attempts (merchant_id, event_id, endpoint_id, status_code, latency_ms, error)
+         VALUES ($1, $2, $3, $4, $5, $6)`,
+        [
+          ...key,
+          attempt.status,
+          attempt.latencyMs,
+          attempt.error ?? (attempt.delivered ? null : `answered ${attempt.status}`),
+        ],
+      );
+      const [row] = await this.tx.query<{ status: 'delivered' | 'pending' | 'failed' }>(
+        `UPDATE webhook_deliveries
+            SET attempts = attempts + 1, locked_until = NULL,
+                status = CASE WHEN $5 THEN 'delivered'
+                              WHEN attempts + 1 >= $6 THEN 'failed' ELSE 'pending' END,
+                delivered_at = CASE WHEN $5 THEN now() END,
+                next_attempt_at = now() + make_interval(
+                  secs => least($7 * power(2, attempts), $8) * (0.5 + random()))
+          WHERE merchant_id = $1 AND event_id = $2 AND endpoint_id = $3 AND locked_until = $4
+         RETURNING status`,
+        [
+          ...key,
+          delivery.lease,
+          attempt.delivered,
+          policy.maxAttempts,
+          policy.retrySeconds,
+          policy.maxRetrySeconds,
+        ],
+      );
+      if (!row || row.status === 'pending') return 'retry';
+      return row.status === 'delivered' ? 'delivered' : 'given_up';
+    });
+  }
+
+  /** Drops the deliveries still waiting for an endpoint (it is being deleted). */
+  async dropPendingFor(merchantId: string, endpointId: string): Promise<void> {
+    await this.tx.query(
+      `DELETE FROM webhook_deliveries WHERE merchant_id = $1 AND endpoint_id = $2 AND status = 'pending'`,
+      [merchantId, endpointId],
+    );
+  }
+
+  /** Seconds since the oldest delivery still waiting was queued; 0 when none waits. */
+  async oldestPendingAge(): Promise<number> {
+    const [row] = await this.tx.query<{ age: number | null }>(
+      `SELECT extract(epoch FROM now() - min(created_at))::float8 AS age
+         FROM webhook_deliveries WHERE status = 'pending'`,
+    );
+    return row?.age ?? 0;
   }
 
   /** The merchant's events, newest first (ids begin with their time). */

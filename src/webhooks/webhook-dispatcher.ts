@@ -8,9 +8,8 @@ import {
 import { Webhook } from 'standardwebhooks';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.js';
-import { TransactionHost } from '../database/transaction-host.js';
+import { type DueDelivery, EventsService } from '../events/events.service.js';
 import { MetricsService } from '../metrics/metrics.service.js';
-import type { SigningSecret } from './webhook-endpoints.service.js';
 
 /** Deliveries leased per pass, and sent at once. */
 export const DISPATCH_BATCH = 20;
@@ -21,19 +20,6 @@ export const DISPATCH_BATCH = 20;
 const LEASE_MARGIN_SECONDS = 5;
 /** The longest wait between two tries of one delivery. */
 const MAX_RETRY_SECONDS = 6 * 3_600;
-
-interface Due {
-  merchantId: string;
-  eventId: string;
-  endpointId: string;
-  attempts: number;
-  lease: Date;
-  type: string;
-  data: unknown;
-  createdAt: Date;
-  url: string;
-  secrets: SigningSecret[];
-}
 
 /**
  * Sends the outbox: on every instance, it leases the deliveries that are due (SKIP
@@ -51,7 +37,7 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnModuleDestro
   private running?: Promise<void>;
 
   constructor(
-    private readonly tx: TransactionHost,
+    private readonly events: EventsService,
     private readonly metrics: MetricsService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
@@ -62,13 +48,7 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnModuleDestro
     this.metrics.gaugeFrom(
       'webhook_oldest_undelivered_seconds',
       'Age of the oldest webhook delivery not yet done (0: none waiting).',
-      async () => {
-        const [row] = await this.tx.query<{ age: number | null }>(
-          `SELECT extract(epoch FROM now() - min(created_at))::float8 AS age
-             FROM webhook_deliveries WHERE status = 'pending'`,
-        );
-        return row?.age ?? 0;
-      },
+      () => this.events.oldestPendingAge(),
     );
   }
 
@@ -92,42 +72,18 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnModuleDestro
   async dispatchDue(): Promise<number> {
     let total = 0;
     for (;;) {
-      const due = await this.lease();
+      const due = await this.events.leaseDue(
+        DISPATCH_BATCH,
+        Math.ceil(this.config.WEBHOOK_TIMEOUT_MS / 1_000) + LEASE_MARGIN_SECONDS,
+      );
       await Promise.all(due.map((delivery) => this.send(delivery)));
       total += due.length;
       if (due.length < DISPATCH_BATCH) return total;
     }
   }
 
-  private lease(): Promise<Due[]> {
-    return this.tx.query<Due>(
-      `WITH due AS (
-         SELECT d.merchant_id, d.event_id, d.endpoint_id
-           FROM webhook_deliveries d
-           JOIN webhook_endpoints w ON w.merchant_id = d.merchant_id AND w.id = d.endpoint_id
-          WHERE d.status = 'pending' AND d.next_attempt_at <= now()
-            AND (d.locked_until IS NULL OR d.locked_until < now())
-            AND w.enabled AND w.deleted_at IS NULL
-          ORDER BY d.next_attempt_at
-          LIMIT $1
-            FOR UPDATE OF d SKIP LOCKED)
-       UPDATE webhook_deliveries d
-          -- to the millisecond: the lease is handed back as it is, to compare (see record)
-          SET locked_until = date_trunc('milliseconds', now() + make_interval(secs => $2))
-         FROM due, events e, webhook_endpoints w
-        WHERE d.merchant_id = due.merchant_id AND d.event_id = due.event_id
-          AND d.endpoint_id = due.endpoint_id
-          AND e.merchant_id = d.merchant_id AND e.id = d.event_id
-          AND w.merchant_id = d.merchant_id AND w.id = d.endpoint_id
-       RETURNING d.merchant_id AS "merchantId", d.event_id AS "eventId",
-                 d.endpoint_id AS "endpointId", d.attempts, d.locked_until AS lease,
-                 e.type, e.data, e.created_at AS "createdAt", w.url, w.secrets`,
-      [DISPATCH_BATCH, Math.ceil(this.config.WEBHOOK_TIMEOUT_MS / 1_000) + LEASE_MARGIN_SECONDS],
-    );
-  }
-
   /** One try: sign, post, record; then done, or the next try set, or given up. */
-  private async send(delivery: Due): Promise<void> {
+  private async send(delivery: DueDelivery): Promise<void> {
     const body = JSON.stringify({
       id: delivery.eventId,
       object: 'event',
@@ -158,51 +114,18 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnModuleDestro
     } catch (e) {
       error = (e as Error).name === 'TimeoutError' ? 'no answer in time' : String(e);
     }
-    const latency = Math.round(performance.now() - started);
+    const latencyMs = Math.round(performance.now() - started);
     const delivered = status !== null && status >= 200 && status < 300;
-    const outcome = await this.record(delivery, { delivered, status, error, latency });
+    const outcome = await this.events.recordAttempt(
+      delivery,
+      { delivered, status, error, latencyMs },
+      {
+        maxAttempts: this.config.WEBHOOK_MAX_ATTEMPTS,
+        retrySeconds: this.config.WEBHOOK_RETRY_SECONDS,
+        maxRetrySeconds: MAX_RETRY_SECONDS,
+      },
+    );
     this.metrics.countWebhookDelivery(outcome);
-  }
-
-  private record(
-    delivery: Due,
-    attempt: { delivered: boolean; status: number | null; error: string | null; latency: number },
-  ): Promise<'delivered' | 'retry' | 'given_up'> {
-    const key = [delivery.merchantId, delivery.eventId, delivery.endpointId];
-    return this.tx.run(async () => {
-      await this.tx.query(
-        `INSERT INTO webhook_attempts (merchant_id, event_id, endpoint_id, status_code, latency_ms, error)
-         VALUES ($1, $2, $3, $4, $5, $6)`,
-        [
-          ...key,
-          attempt.status,
-          attempt.latency,
-          attempt.error ?? (attempt.delivered ? null : `answered ${attempt.status}`),
-        ],
-      );
-      // Only while the lease is ours: a redelivery asked meanwhile starts afresh.
-      const [row] = await this.tx.query<{ status: 'delivered' | 'pending' | 'failed' }>(
-        `UPDATE webhook_deliveries
-            SET attempts = attempts + 1, locked_until = NULL,
-                status = CASE WHEN $5 THEN 'delivered'
-                              WHEN attempts + 1 >= $6 THEN 'failed' ELSE 'pending' END,
-                delivered_at = CASE WHEN $5 THEN now() END,
-                next_attempt_at = now() + make_interval(
-                  secs => least($7 * power(2, attempts), $8) * (0.5 + random()))
-          WHERE merchant_id = $1 AND event_id = $2 AND endpoint_id = $3 AND locked_until = $4
-         RETURNING status`,
-        [
-          ...key,
-          delivery.lease,
-          attempt.delivered,
-          this.config.WEBHOOK_MAX_ATTEMPTS,
-          this.config.WEBHOOK_RETRY_SECONDS,
-          MAX_RETRY_SECONDS,
-        ],
-      );
-      if (!row || row.status === 'pending') return 'retry';
-      return row.status === 'delivered' ? 'delivered' : 'given_up';
-    });
   }
 }
 
@@ -211,7 +134,7 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnModuleDestro
  * secret still valid, separated by spaces, so that a receiver in the middle of a
  * secret rotation accepts either (the standardwebhooks package signs).
  */
-function signatures(delivery: Due, now: Date, body: string): string {
+function signatures(delivery: DueDelivery, now: Date, body: string): string {
   return delivery.secrets
     .filter((s) => s.expiresAt === null || new Date(s.expiresAt) > now)
     .map((s) => new Webhook(s.secret).sign(delivery.eventId, now, body))

@@ -5,6 +5,7 @@ import type { List, ListQuery } from '../common/list.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.js';
 import { TransactionHost } from '../database/transaction-host.js';
+import { EventsService } from '../events/events.service.js';
 import { NotFoundError } from '../problems/problem.js';
 import type {
   CreateWebhookEndpointDto,
@@ -46,6 +47,7 @@ const COLUMNS = `id, url, description, enabled, secrets, created_at AS "createdA
 export class WebhookEndpointsService {
   constructor(
     private readonly tx: TransactionHost,
+    private readonly events: EventsService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -109,17 +111,16 @@ export class WebhookEndpointsService {
    * DELETE: no more events go to it (the ones waiting are dropped with it). Safe to
    * repeat: deleting a deleted endpoint answers the same.
    */
-  async delete(merchantId: string, id: string): Promise<void> {
-    const [row] = await this.tx.query<{ id: string }>(
-      `UPDATE webhook_endpoints SET deleted_at = coalesce(deleted_at, now()), enabled = false
-        WHERE merchant_id = $1 AND id = $2 RETURNING id`,
-      [merchantId, id],
-    );
-    if (!row) throw new NotFoundError('webhook endpoint', id);
-    await this.tx.query(
-      `DELETE FROM webhook_deliveries WHERE merchant_id = $1 AND endpoint_id = $2 AND status = 'pending'`,
-      [merchantId, id],
-    );
+  delete(merchantId: string, id: string): Promise<void> {
+    return this.tx.run(async () => {
+      const [row] = await this.tx.query<{ id: string }>(
+        `UPDATE webhook_endpoints SET deleted_at = coalesce(deleted_at, now()), enabled = false
+          WHERE merchant_id = $1 AND id = $2 RETURNING id`,
+        [merchantId, id],
+      );
+      if (!row) throw new NotFoundError('webhook endpoint', id);
+      await this.events.dropPendingFor(merchantId, id);
+    });
   }
 
   /**
