@@ -1,19 +1,32 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import newman from 'newman';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { childEnv, projectRoot } from '../lab/api-process.js';
+import { freePort } from '../src/common/free-port.js';
 import { createTestDatabase } from './support/databases.js';
 import { startTestProcessor, type TestProcessor } from './support/processor.js';
 import { useTestApp } from './support/test-app.js';
 
-/** What learners run: scripts/demo.sh, the Postman collection (with newman) and the retry lab. */
+/**
+ * What learners run: scripts/demo.sh, the Postman collection (with newman), the
+ * retry lab and the reference webhook receiver (npm run receiver).
+ */
 let processor: TestProcessor;
 beforeAll(async () => {
   processor = await startTestProcessor(); // for the card top-ups
 });
-const t = useTestApp({ env: () => ({ PROCESSOR_URL: processor.url }) });
+const t = useTestApp({
+  env: () => ({
+    PROCESSOR_URL: processor.url,
+    WEBHOOK_DISPATCH_INTERVAL_MS: '100',
+    WEBHOOK_RETRY_SECONDS: '0',
+  }),
+});
 afterAll(() => processor.close());
 
 function runCollection(): Promise<newman.NewmanRunSummary> {
@@ -115,5 +128,57 @@ describe('npm run demo:retries (the retry lab)', () => {
     expect(stdout).toMatch(/balance\s+\d+ \(expected \d+: overcharged by \d+\)/);
     expect(stdout).toMatch(/ledger audit\s+sound/); // the books are right: the client asked twice
     expect(stdout).toContain('The key must name the operation, not the attempt.');
+  }, 60_000);
+});
+
+describe('npm run receiver (the reference webhook receiver)', () => {
+  it('registers itself, applies each event once though it loses half its answers, and deletes its endpoint when stopped', async () => {
+    const db = await createTestDatabase({ migrated: false });
+    const port = await freePort();
+    const child = spawn(process.execPath, ['build/examples/webhook-receiver/main.js'], {
+      cwd: projectRoot,
+      env: childEnv({
+        API_URL: t.baseUrl,
+        API_KEY: t.api.apiKey,
+        DATABASE_URL: db.url,
+        PORT: String(port),
+        RECEIVER_DROP_RATE: '0.5',
+      }),
+    });
+    const lines: Array<{ msg: string; type?: string; webhookId?: string }> = [];
+    createInterface({ input: child.stdout }).on('line', (line) => lines.push(JSON.parse(line)));
+    const seen = (check: () => boolean) =>
+      new Promise<void>((resolve) => {
+        const poll = () => (check() ? resolve() : setTimeout(poll, 50));
+        poll();
+      });
+    const applied = (type: string) => lines.filter((l) => l.msg === 'applied' && l.type === type);
+    try {
+      await seen(() => lines.some((l) => l.msg === 'webhook receiver listening'));
+      expect((await t.api.get('/webhook-endpoints')).body.data).toEqual([
+        expect.objectContaining({ url: `http://127.0.0.1:${port}/webhooks` }),
+      ]);
+
+      const account = await t.api.createAccount();
+      await t.api.deposit(account, 1_000);
+      await t.api.charge(account, 300, randomUUID());
+      await seen(() =>
+        ['account.created', 'deposit.succeeded', 'charge.succeeded'].every(
+          (type) => applied(type).length > 0,
+        ),
+      );
+
+      for (const type of ['account.created', 'deposit.succeeded', 'charge.succeeded'])
+        expect(applied(type)).toHaveLength(1);
+      // A duplicate is one the receiver had applied: its answer was the one lost.
+      const appliedIds = new Set(lines.filter((l) => l.msg === 'applied').map((l) => l.webhookId));
+      for (const duplicate of lines.filter((l) => l.msg === 'duplicate ignored'))
+        expect(appliedIds).toContain(duplicate.webhookId);
+    } finally {
+      child.kill('SIGINT');
+      await once(child, 'exit');
+      await db.drop();
+    }
+    expect((await t.api.get('/webhook-endpoints')).body.data).toEqual([]);
   }, 60_000);
 });

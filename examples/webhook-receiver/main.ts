@@ -8,6 +8,9 @@
 //                     endpoint again when stopped
 //   DATABASE_URL      its own database; unset: <database>_receiver beside the API's
 //                     embedded PostgreSQL (DATA_DIR, .data)
+//   RECEIVER_FAIL_RATE  share of events answered 503 before anything is applied (0)
+//   RECEIVER_DROP_RATE  share applied and committed whose answer is then cut (0): the
+//                       API sends them again, and the receiver ignores the duplicate
 // It prints one line per event: applied, or a duplicate ignored.
 import pg from 'pg';
 import { openDatabase } from '../../src/database/open-database.js';
@@ -17,6 +20,11 @@ const env = process.env;
 const port = Number(env.PORT ?? 4100);
 const apiUrl = env.API_URL ?? 'http://127.0.0.1:3000';
 const apiKey = env.API_KEY ?? 'sk_test_demo';
+const rate = (name: string) => {
+  const value = Number(env[name] ?? 0);
+  if (!(value >= 0 && value <= 1)) throw new Error(`${name} must be a number from 0 to 1`);
+  return value;
+};
 
 async function main(): Promise<void> {
   const database = await receiverDatabase();
@@ -27,6 +35,10 @@ async function main(): Promise<void> {
   const app = await buildReceiver({
     db,
     secrets: () => secrets,
+    faults: {
+      failRate: rate('RECEIVER_FAIL_RATE'),
+      dropAfterApplyRate: rate('RECEIVER_DROP_RATE'),
+    },
     onEvent: ({ webhookId, type, outcome }) => {
       if (outcome !== 'received') console.log(JSON.stringify({ msg: outcome, type, webhookId }));
     },
