@@ -119,6 +119,25 @@ describe('the auditor', () => {
       `UPDATE idempotency_keys SET response_body = '{"chargeId":"ch_ghost"}' WHERE response_body::jsonb ->> 'chargeId' = $1`,
       'failed',
     ],
+    [
+      'an event announcing a charge that failed as succeeded',
+      'every movement event',
+      `UPDATE events SET type = 'charge.succeeded' WHERE data -> 'object' ->> 'id' = $1`,
+      'failed',
+    ],
+    [
+      'an event for a deposit that does not exist',
+      'every movement event',
+      'DELETE FROM deposits WHERE id = $1',
+      'deposit',
+    ],
+    [
+      'a refund told twice',
+      'no movement',
+      `INSERT INTO events (merchant_id, id, type, data)
+       SELECT merchant_id, id || '_again', type, data FROM events WHERE data -> 'object' ->> 'id' = $1`,
+      'refund',
+    ],
   ] as const)('catches %s', async (_, expected, sql, id) => {
     expect(await auditWith(sql, [ids[id]])).toContain(rule(expected));
   });

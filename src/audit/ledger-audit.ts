@@ -100,6 +100,33 @@ export const AUDIT_CHECKS: AuditCheck[] = [
           HAVING COALESCE(SUM(r.amount), 0) <> c.amount_refunded OR c.amount_refunded > c.amount`,
   },
   {
+    // Events are purged after their retention, movements are kept: a movement without
+    // its event is not a violation here (the webhook tests check that one exists).
+    rule: 'every movement event tells of a record that exists, in the state it names',
+    sql: `SELECT e.id, e.type || ' ' || coalesce(e.data -> 'object' ->> 'id', '?') AS detail
+            FROM events e
+           WHERE e.type NOT LIKE 'account.%'
+             AND NOT EXISTS (
+                   SELECT 1 FROM charges x WHERE e.type IN ('charge.succeeded', 'charge.failed')
+                      AND x.merchant_id = e.merchant_id AND x.id = e.data -> 'object' ->> 'id'
+                      AND x.status = split_part(e.type, '.', 2)
+                   UNION ALL SELECT 1 FROM deposits x WHERE e.type = 'deposit.succeeded'
+                      AND x.merchant_id = e.merchant_id AND x.id = e.data -> 'object' ->> 'id'
+                   UNION ALL SELECT 1 FROM refunds x WHERE e.type = 'refund.succeeded'
+                      AND x.merchant_id = e.merchant_id AND x.id = e.data -> 'object' ->> 'id'
+                   UNION ALL SELECT 1 FROM top_ups x WHERE e.type LIKE 'top_up.%'
+                      AND x.merchant_id = e.merchant_id AND x.id = e.data -> 'object' ->> 'id'
+                      AND x.status = split_part(e.type, '.', 2))`,
+  },
+  {
+    rule: 'no movement, account creation or closing is told twice',
+    sql: `SELECT e.data -> 'object' ->> 'id' AS id, e.type || ' told ' || count(*)::text || ' times' AS detail
+            FROM events e
+           WHERE e.type <> 'account.updated'
+           GROUP BY e.merchant_id, e.type, e.data -> 'object' ->> 'id'
+          HAVING count(*) > 1`,
+  },
+  {
     rule: 'every stored 2xx response points at a record that exists',
     sql: `SELECT k.key AS id, k.request_method || ' ' || k.request_path || ' -> ' || (k.response_body::jsonb ->> 'id') AS detail
             FROM idempotency_keys k
