@@ -57,6 +57,7 @@ async function latestEvent(api: ApiClient, type: string) {
   const events = (await api.get('/events?limit=100')).body.data as Array<{
     id: string;
     type: string;
+    createdAt: string;
   }>;
   return events.find((e) => e.type === type)!;
 }
@@ -197,6 +198,35 @@ describe('delivery', () => {
       [account],
     );
     expect(totals.rows[0].credited).toBe('1000'); // once, not twice
+
+    // Every try is recorded, and shown: newest first.
+    const shown = await api.get(`/events/${depositEvent.id}/deliveries`);
+    expect(shown.status).toBe(200);
+    expect(shown.body).toEqual({
+      object: 'list',
+      hasMore: false,
+      data: [
+        {
+          object: 'webhook_delivery',
+          eventId: depositEvent.id,
+          endpointId: expect.stringMatching(/^we_/),
+          status: 'delivered',
+          attemptCount: 3,
+          nextAttemptAt: null,
+          deliveredAt: expect.stringMatching(/Z$/),
+          attempts: [
+            expect.objectContaining({ statusCode: 204, error: null }),
+            expect.objectContaining({ statusCode: null, error: expect.any(String) }),
+            expect.objectContaining({ statusCode: 503, error: 'answered 503' }),
+          ],
+        },
+      ],
+    });
+    for (const attempt of shown.body.data[0].attempts) {
+      expect(attempt.latencyMs).toBeGreaterThanOrEqual(0);
+      expect(Date.parse(attempt.createdAt)).toBeGreaterThan(Date.parse(depositEvent.createdAt) - 1);
+    }
+    expect((await api.get('/events/evt_unknown/deliveries')).status).toBe(404);
   });
 
   it('gives up after WEBHOOK_MAX_ATTEMPTS, and counts it in /metrics', async () => {

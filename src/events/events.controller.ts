@@ -17,6 +17,12 @@ export class EventsController {
     return this.events.get(merchantId, id);
   }
 
+  /** Where the event went: its delivery to each endpoint, and their tries. */
+  @Get(':id/deliveries')
+  deliveries(@MerchantId() merchantId: string, @Param('id') id: string) {
+    return this.events.deliveries(merchantId, id);
+  }
+
   /** Sends the event again to every enabled endpoint. Safe to repeat: it sets, it does not add. */
   @Post(':id/redeliver')
   @HttpCode(202)

@@ -27,6 +27,29 @@ export interface EventView {
   createdAt: string;
 }
 
+/** An event's delivery to one endpoint, with its latest tries (newest first). */
+export interface DeliveryView {
+  object: 'webhook_delivery';
+  eventId: string;
+  endpointId: string;
+  /** pending (sent again at `nextAttemptAt`), delivered, or failed (given up). */
+  status: 'pending' | 'delivered' | 'failed';
+  /** Tries since it was queued or last redelivered. */
+  attemptCount: number;
+  nextAttemptAt: string | null;
+  deliveredAt: string | null;
+  attempts: Array<{
+    createdAt: string;
+    /** What the endpoint answered; null when it did not (refused, cut, timed out). */
+    statusCode: number | null;
+    latencyMs: number;
+    error: string | null;
+  }>;
+}
+
+/** Tries shown per delivery: redeliveries add to them, the retention ends them. */
+export const ATTEMPTS_SHOWN = 50;
+
 interface EventRow {
   id: string;
   type: EventType;
@@ -127,49 +150,64 @@ export class EventsService {
   }
 
   /**
-   * Records a try and the delivery's next state in one transaction: delivered, due
-   * again later, or given up after `maxAttempts`. The state changes only while the
-   * lease is still the one handed out (a redelivery asked meanwhile starts afresh);
-   * the try is recorded either way.
+   * Records a batch of tries and each delivery's next state, in one statement:
+   * delivered, due again later, or given up after `maxAttempts`. A state changes
+   * only while the lease is still the one handed out (a redelivery asked meanwhile
+   * starts afresh); the try is recorded either way, unless its delivery is gone (its
+   * endpoint deleted). Outcomes in the order given.
    */
-  recordAttempt(
-    delivery: DueDelivery,
-    attempt: Attempt,
+  async recordAttempts(
+    tries: Array<{ delivery: DueDelivery; attempt: Attempt }>,
     policy: RetryPolicy,
-  ): Promise<'delivered' | 'retry' | 'given_up'> {
-    const key = [delivery.merchantId, delivery.eventId, delivery.endpointId];
-    return this.tx.run(async () => {
-      await this.tx.query(
-        `INSERT INTO webhook_attempts (merchant_id, event_id, endpoint_id, status_code, latency_ms, error)
-         VALUES ($1, $2, $3, $4, $5, $6)`,
-        [
-          ...key,
-          attempt.status,
-          attempt.latencyMs,
-          attempt.error ?? (attempt.delivered ? null : `answered ${attempt.status}`),
-        ],
-      );
-      const [row] = await this.tx.query<{ status: 'delivered' | 'pending' | 'failed' }>(
-        `UPDATE webhook_deliveries
-            SET attempts = attempts + 1, locked_until = NULL,
-                status = CASE WHEN $5 THEN 'delivered'
-                              WHEN attempts + 1 >= $6 THEN 'failed' ELSE 'pending' END,
-                delivered_at = CASE WHEN $5 THEN now() END,
-                next_attempt_at = now() + make_interval(
-                  secs => least($7 * power(2, attempts), $8) * (0.5 + random()))
-          WHERE merchant_id = $1 AND event_id = $2 AND endpoint_id = $3 AND locked_until = $4
-         RETURNING status`,
-        [
-          ...key,
-          delivery.lease,
-          attempt.delivered,
-          policy.maxAttempts,
-          policy.retrySeconds,
-          policy.maxRetrySeconds,
-        ],
-      );
-      if (!row || row.status === 'pending') return 'retry';
-      return row.status === 'delivered' ? 'delivered' : 'given_up';
+  ): Promise<Array<'delivered' | 'retry' | 'given_up'>> {
+    if (tries.length === 0) return [];
+    const column = <T>(pick: (t: { delivery: DueDelivery; attempt: Attempt }) => T) =>
+      tries.map(pick);
+    const rows = await this.tx.query<{ n: number; status: 'delivered' | 'pending' | 'failed' }>(
+      `WITH try AS (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
+                              $5::boolean[], $6::int[], $7::int[], $8::text[])
+                  WITH ORDINALITY AS t(merchant_id, event_id, endpoint_id, lease,
+                                       delivered, status_code, latency_ms, error, n)),
+       recorded AS (
+         INSERT INTO webhook_attempts (merchant_id, event_id, endpoint_id, status_code, latency_ms, error)
+         SELECT t.merchant_id, t.event_id, t.endpoint_id, t.status_code, t.latency_ms, t.error
+           FROM try t
+          WHERE EXISTS (SELECT 1 FROM webhook_deliveries d
+                         WHERE d.merchant_id = t.merchant_id AND d.event_id = t.event_id
+                           AND d.endpoint_id = t.endpoint_id))
+       UPDATE webhook_deliveries d
+          SET attempts = d.attempts + 1, locked_until = NULL,
+              status = CASE WHEN t.delivered THEN 'delivered'
+                            WHEN d.attempts + 1 >= $9 THEN 'failed' ELSE 'pending' END,
+              delivered_at = CASE WHEN t.delivered THEN now() END,
+              next_attempt_at = now() + make_interval(
+                secs => least($10 * power(2, d.attempts), $11) * (0.5 + random()))
+         FROM try t
+        WHERE d.merchant_id = t.merchant_id AND d.event_id = t.event_id
+          AND d.endpoint_id = t.endpoint_id AND d.locked_until = t.lease
+       RETURNING t.n::int AS n, d.status`,
+      [
+        column((t) => t.delivery.merchantId),
+        column((t) => t.delivery.eventId),
+        column((t) => t.delivery.endpointId),
+        column((t) => t.delivery.lease),
+        column((t) => t.attempt.delivered),
+        column((t) => t.attempt.status),
+        column((t) => t.attempt.latencyMs),
+        column(
+          (t) => t.attempt.error ?? (t.attempt.delivered ? null : `answered ${t.attempt.status}`),
+        ),
+        policy.maxAttempts,
+        policy.retrySeconds,
+        policy.maxRetrySeconds,
+      ],
+    );
+    const byPosition = new Map(rows.map((row) => [row.n, row.status]));
+    return tries.map((_, i) => {
+      const status = byPosition.get(i + 1);
+      if (status === 'delivered') return 'delivered';
+      return status === 'failed' ? 'given_up' : 'retry';
     });
   }
 
@@ -209,6 +247,40 @@ export class EventsService {
     );
     if (!row) throw new NotFoundError('event', id);
     return toView(row);
+  }
+
+  /**
+   * Where the event went: one delivery per endpoint it was queued for (at most 100,
+   * oldest first), each with its last ATTEMPTS_SHOWN tries.
+   */
+  async deliveries(merchantId: string, id: string): Promise<List<DeliveryView>> {
+    await this.get(merchantId, id); // 404 for an unknown or foreign event
+    const rows = await this.tx.query<DeliveryView>(
+      `SELECT 'webhook_delivery' AS object, d.event_id AS "eventId", d.endpoint_id AS "endpointId",
+              d.status, d.attempts AS "attemptCount",
+              CASE WHEN d.status = 'pending' THEN d.next_attempt_at END AS "nextAttemptAt",
+              d.delivered_at AS "deliveredAt",
+              coalesce((
+                SELECT jsonb_agg(jsonb_build_object(
+                         'createdAt', to_char(a.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                         'statusCode', a.status_code, 'latencyMs', a.latency_ms, 'error', a.error)
+                         ORDER BY a.id DESC)
+                  FROM (SELECT * FROM webhook_attempts a
+                         WHERE a.merchant_id = d.merchant_id AND a.event_id = d.event_id
+                           AND a.endpoint_id = d.endpoint_id
+                         ORDER BY a.id DESC LIMIT $3) a), '[]') AS attempts
+         FROM webhook_deliveries d
+        WHERE d.merchant_id = $1 AND d.event_id = $2
+        ORDER BY d.created_at, d.endpoint_id
+        LIMIT 101`,
+      [merchantId, id, ATTEMPTS_SHOWN],
+    );
+    const data = rows.slice(0, 100).map((row) => ({
+      ...row,
+      nextAttemptAt: toIso(row.nextAttemptAt),
+      deliveredAt: toIso(row.deliveredAt),
+    }));
+    return { object: 'list', data, hasMore: rows.length > 100 };
   }
 
   /**
@@ -264,4 +336,8 @@ function toView(row: EventRow): EventView {
     data: row.data,
     createdAt: row.createdAt.toISOString(),
   };
+}
+
+function toIso(value: Date | string | null): string | null {
+  return value === null ? null : new Date(value).toISOString();
 }

@@ -8,7 +8,7 @@ import {
 import { Webhook } from 'standardwebhooks';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.js';
-import { type DueDelivery, EventsService } from '../events/events.service.js';
+import { type Attempt, type DueDelivery, EventsService } from '../events/events.service.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 
 /** Deliveries leased per pass, and sent at once. */
@@ -76,14 +76,23 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnModuleDestro
         DISPATCH_BATCH,
         Math.ceil(this.config.WEBHOOK_TIMEOUT_MS / 1_000) + LEASE_MARGIN_SECONDS,
       );
-      await Promise.all(due.map((delivery) => this.send(delivery)));
+      const attempts = await Promise.all(due.map((delivery) => this.send(delivery)));
+      const outcomes = await this.events.recordAttempts(
+        due.map((delivery, i) => ({ delivery, attempt: attempts[i] })),
+        {
+          maxAttempts: this.config.WEBHOOK_MAX_ATTEMPTS,
+          retrySeconds: this.config.WEBHOOK_RETRY_SECONDS,
+          maxRetrySeconds: MAX_RETRY_SECONDS,
+        },
+      );
+      for (const outcome of outcomes) this.metrics.countWebhookDelivery(outcome);
       total += due.length;
       if (due.length < DISPATCH_BATCH) return total;
     }
   }
 
-  /** One try: sign, post, record; then done, or the next try set, or given up. */
-  private async send(delivery: DueDelivery): Promise<void> {
+  /** One try: sign and post; what came of it (recorded with the batch's). */
+  private async send(delivery: DueDelivery): Promise<Attempt> {
     const body = JSON.stringify({
       id: delivery.eventId,
       object: 'event',
@@ -115,17 +124,12 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnModuleDestro
       error = (e as Error).name === 'TimeoutError' ? 'no answer in time' : String(e);
     }
     const latencyMs = Math.round(performance.now() - started);
-    const delivered = status !== null && status >= 200 && status < 300;
-    const outcome = await this.events.recordAttempt(
-      delivery,
-      { delivered, status, error, latencyMs },
-      {
-        maxAttempts: this.config.WEBHOOK_MAX_ATTEMPTS,
-        retrySeconds: this.config.WEBHOOK_RETRY_SECONDS,
-        maxRetrySeconds: MAX_RETRY_SECONDS,
-      },
-    );
-    this.metrics.countWebhookDelivery(outcome);
+    return {
+      delivered: status !== null && status >= 200 && status < 300,
+      status,
+      error,
+      latencyMs,
+    };
   }
 }
 

@@ -49,7 +49,7 @@ afterEach(async () => {
 });
 
 /** An API on the file's database that delivers webhooks every 50 ms, trying again at once. */
-async function api(): Promise<ApiProcess> {
+async function api(env: Record<string, string> = {}): Promise<ApiProcess> {
   const started = await startApi({
     env: {
       DATABASE_URL: db.url,
@@ -57,6 +57,7 @@ async function api(): Promise<ApiProcess> {
       WEBHOOK_RETRY_SECONDS: '0',
       WEBHOOK_MAX_ATTEMPTS: '1000',
       WEBHOOK_TIMEOUT_MS: '1000',
+      ...env,
     },
   });
   running.push(started);
@@ -242,11 +243,13 @@ describe('a receiver that misbehaves, under load', () => {
 
 describe('kill -9 mid-delivery', () => {
   it('a delivery in flight goes out again from the next process (the receiver ignores it), and the charge that rolled back has no event', async () => {
-    const first = await api();
+    // The sender waits 4 s for an answer (so its lease lasts 9 s); the receiver takes
+    // 3 s: the try stays in flight, leased, however long the kill below takes to set up.
+    const first = await api({ WEBHOOK_TIMEOUT_MS: '4000' });
     const subscribed = await subscribe(first.url, 2);
     const account = await demoFundedAccount(first.url, 10_000);
     await until(allDelivered(subscribed.endpointId)); // account.created, deposit.succeeded
-    subscribed.receiver.faults.slowMs = 2_000;
+    subscribed.receiver.faults.slowMs = 3_000;
     const deposit = await demoPost(
       first.url,
       `/accounts/${account}/deposits`,
@@ -254,10 +257,10 @@ describe('kill -9 mid-delivery', () => {
       randomUUID(),
     );
     const eventId = (await eventOf(deposit.body.id as string)).id;
-    // Its delivery at a receiver that takes 2 s to apply it; and a charge asleep in
+    // Its delivery at a receiver that takes 3 s to apply it; and a charge asleep in
     // its transaction.
     await until(async () => subscribed.inFlight.has(eventId));
-    expect(await leased(eventId)).toBe(true);
+    expect(await leased(eventId, subscribed.endpointId)).toBe(true);
     const charge = demoPost(
       first.url,
       '/charges',
@@ -290,7 +293,9 @@ describe('kill -9 mid-delivery', () => {
 
 describe('three instances delivering at once', () => {
   it('leases with SKIP LOCKED: every event sent once, by one of them, none twice', async () => {
-    const apps = await Promise.all([api(), api(), api()]);
+    // No faults here, and the default 10 s timeout: on a loaded machine a 1 s one
+    // would time out tries the receiver then applies, and send them again.
+    const apps = await Promise.all([1, 2, 3].map(() => api({ WEBHOOK_TIMEOUT_MS: '10000' })));
     const subscribed = await subscribe(apps[0].url, 3);
     subscribed.receiver.faults.slowMs = 100; // batches overlap
     const accounts: string[] = [];
@@ -330,11 +335,12 @@ const eventOf = async (objectId: string) =>
     )
   ).rows[0];
 
-const leased = async (eventId: string) =>
+const leased = async (eventId: string, endpointId: string) =>
   (
     await db.sql.query(
-      `SELECT 1 FROM webhook_deliveries WHERE event_id = $1 AND locked_until > now()`,
-      [eventId],
+      `SELECT 1 FROM webhook_deliveries
+        WHERE event_id = $1 AND endpoint_id = $2 AND locked_until > now()`,
+      [eventId, endpointId],
     )
   ).rowCount === 1;
 
