@@ -3,13 +3,16 @@
 // HTTP and no framework, at the same concurrency. Not part of npm test.
 //
 //   BENCH_DURATION=10 BENCH_CONCURRENCY=8,32,128 BENCH_WARMUP=15 npm run bench
+//   BENCH_WEBHOOK=1  the merchant has a webhook endpoint (a sink in this process that
+//                    answers 204): every event is delivered while the load runs
 //
 // Starts the compiled API (production mode) on a fresh `payments_bench` database of
 // the embedded PostgreSQL, or on DATABASE_URL; seeds a merchant and 1,000 funded
 // accounts; runs each scenario; prints a table and writes bench/results.json.
 import autocannon from 'autocannon';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { cpus } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -38,6 +41,7 @@ const DURATION = Number(process.env.BENCH_DURATION ?? 10);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 15);
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '8,32,128').split(',').map(Number);
 const SCENARIOS = process.env.BENCH_SCENARIOS?.split(',');
+const WEBHOOK = process.env.BENCH_WEBHOOK === '1';
 const ACCOUNTS = 1_000;
 const API_KEY = `sk_bench_${randomUUID().replaceAll('-', '')}`;
 const MERCHANT = 'mch_bench';
@@ -53,6 +57,8 @@ interface KeyStorage {
   totalBytesPerKey: number;
 }
 let keyStorage: KeyStorage | undefined;
+/** BENCH_WEBHOOK=1: deliveries the sink received, and what was left pending at the end. */
+let webhooks: { received: number; pending: number; events: number } | undefined;
 
 async function main(): Promise<void> {
   const database = await benchDatabase();
@@ -62,6 +68,7 @@ async function main(): Promise<void> {
   await migrate(database.url);
   const accounts = await seed(db);
   const hot = accounts[0];
+  const sink = WEBHOOK ? await webhookSink(db) : undefined;
 
   const api = await startApi({
     env: {
@@ -103,9 +110,17 @@ async function main(): Promise<void> {
       }));
     }
     keyStorage = await measureKeyStorage(db);
+    if (sink) {
+      const { rows } = await db.query<{ pending: number; events: number }>(
+        `SELECT count(*) FILTER (WHERE status = 'pending')::int AS pending, count(*)::int AS events
+           FROM webhook_deliveries`,
+      );
+      webhooks = { received: sink.received(), ...rows[0] };
+    }
   } finally {
     api.child.kill('SIGTERM');
     await api.exited();
+    sink?.close();
     await db.end();
     await database.close();
   }
@@ -438,6 +453,32 @@ async function benchDatabase(): Promise<{ url: string; label: string; close(): P
   };
 }
 
+/**
+ * BENCH_WEBHOOK=1: an endpoint of the bench merchant, pointing at a sink here that
+ * answers 204 to everything (it verifies nothing: the cost measured is the API's).
+ */
+async function webhookSink(db: pg.Pool) {
+  let received = 0;
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      received++;
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  const secret = `whsec_${randomBytes(24).toString('base64')}`;
+  await db.query(
+    `INSERT INTO webhook_endpoints (merchant_id, id, url, secrets)
+     VALUES ($1, 'we_bench', $2, jsonb_build_array(jsonb_build_object('secret', $3::text, 'expiresAt', null)))
+     ON CONFLICT (merchant_id, id) DO UPDATE SET url = EXCLUDED.url, secrets = EXCLUDED.secrets`,
+    [MERCHANT, `http://127.0.0.1:${port}/webhooks`, secret],
+  );
+  log(`webhook endpoint: a sink on port ${port}`);
+  return { received: () => received, close: () => server.close() };
+}
+
 /** A merchant with a known key, and accounts funded through deposits (so the books stay sound). */
 async function seed(db: pg.Pool): Promise<string[]> {
   await db.query(
@@ -503,9 +544,15 @@ function report(): void {
         `(table ${keyStorage.tableBytesPerKey}, indexes ${keyStorage.indexBytesPerKey}), freshly written.`,
     );
   }
+  if (webhooks) {
+    console.log(
+      `\nWebhooks: ${webhooks.events} events queued for the endpoint, ${webhooks.received} ` +
+        `deliveries received by the sink, ${webhooks.pending} pending when the run ended.`,
+    );
+  }
   writeFileSync(
     path.join(projectRoot, 'bench/results.json'),
-    JSON.stringify({ scenarios: results, keyStorage }, null, 2) + '\n',
+    JSON.stringify({ scenarios: results, keyStorage, webhooks }, null, 2) + '\n',
   );
   console.log('\nwritten: bench/results.json');
 }
