@@ -97,6 +97,25 @@ describe('npm start', () => {
   });
 });
 
+/** The Node.js majors package.json's engines names (`^22.12.0 || ...`). */
+const engineLines = () =>
+  [
+    ...(JSON.parse(read('package.json')) as { engines: { node: string } }).engines.node.matchAll(
+      /\^(\d+)\./g,
+    ),
+  ].map((m) => m[1]);
+
+/** The lines .ci/run installs from the npm registry and runs npm test on. */
+const ciNodeLines = () =>
+  /NODE_LINES="\$\{CI_NODE_LINES:-([\d ]+)\}"/.exec(read('.ci/run'))![1].split(' ');
+
+describe('Node.js lines', () => {
+  it('engines names the lines CI tests: 20 (the machine CI runs on) and those .ci/run installs', () => {
+    expect(ciNodeLines()).toEqual(['22', '24', '26']);
+    expect(engineLines()).toEqual(['20', ...ciNodeLines()]);
+  });
+});
+
 describe('Dockerfile', () => {
   const dockerfile = read('Dockerfile');
   const instructions = dockerfile
@@ -105,13 +124,10 @@ describe('Dockerfile', () => {
     .filter((line) => line.trim() && !line.trim().startsWith('#'));
   const last = (keyword: string) => instructions.filter((l) => l.startsWith(keyword)).at(-1) ?? '';
 
-  it('builds in stages on the Node.js major the package asks for', () => {
+  it('builds in stages on a Node.js line CI tests on (never the end-of-life 20)', () => {
     const froms = instructions.filter((l) => l.startsWith('FROM '));
     expect(froms.length).toBeGreaterThanOrEqual(2);
-    const engines = (JSON.parse(read('package.json')) as { engines: { node: string } }).engines
-      .node;
-    const major = /(\d+)/.exec(engines)![1];
-    for (const from of froms) expect(from).toMatch(new RegExp(`node:${major}\\b`));
+    for (const from of froms) expect(ciNodeLines()).toContain(/node:(\d+)\b/.exec(from)?.[1]);
   });
 
   it('runs the compiled app as a non-root user, with a health check, on the exposed port', () => {
