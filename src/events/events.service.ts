@@ -49,6 +49,8 @@ export interface DeliveryView {
 
 /** Tries shown per delivery: redeliveries add to them, the retention ends them. */
 export const ATTEMPTS_SHOWN = 50;
+/** Deliveries shown per event: one per endpoint it was queued for. */
+const DELIVERIES_SHOWN = 100;
 
 interface EventRow {
   id: string;
@@ -250,12 +252,16 @@ export class EventsService {
   }
 
   /**
-   * Where the event went: one delivery per endpoint it was queued for (at most 100,
-   * oldest first), each with its last ATTEMPTS_SHOWN tries.
+   * Where the event went: one delivery per endpoint it was queued for (at most
+   * DELIVERIES_SHOWN, oldest first), each with its last ATTEMPTS_SHOWN tries.
    */
   async deliveries(merchantId: string, id: string): Promise<List<DeliveryView>> {
-    await this.get(merchantId, id); // 404 for an unknown or foreign event
-    const rows = await this.tx.query<DeliveryView>(
+    const rows = await this.tx.query<
+      Omit<DeliveryView, 'nextAttemptAt' | 'deliveredAt'> & {
+        nextAttemptAt: Date | null;
+        deliveredAt: Date | null;
+      }
+    >(
       `SELECT 'webhook_delivery' AS object, d.event_id AS "eventId", d.endpoint_id AS "endpointId",
               d.status, d.attempts AS "attemptCount",
               CASE WHEN d.status = 'pending' THEN d.next_attempt_at END AS "nextAttemptAt",
@@ -272,15 +278,16 @@ export class EventsService {
          FROM webhook_deliveries d
         WHERE d.merchant_id = $1 AND d.event_id = $2
         ORDER BY d.created_at, d.endpoint_id
-        LIMIT 101`,
-      [merchantId, id, ATTEMPTS_SHOWN],
+        LIMIT $4`,
+      [merchantId, id, ATTEMPTS_SHOWN, DELIVERIES_SHOWN + 1],
     );
-    const data = rows.slice(0, 100).map((row) => ({
+    if (rows.length === 0) await this.get(merchantId, id); // 404 for an unknown or foreign event
+    const data = rows.slice(0, DELIVERIES_SHOWN).map((row) => ({
       ...row,
       nextAttemptAt: toIso(row.nextAttemptAt),
       deliveredAt: toIso(row.deliveredAt),
     }));
-    return { object: 'list', data, hasMore: rows.length > 100 };
+    return { object: 'list', data, hasMore: rows.length > DELIVERIES_SHOWN };
   }
 
   /**
@@ -338,6 +345,6 @@ function toView(row: EventRow): EventView {
   };
 }
 
-function toIso(value: Date | string | null): string | null {
-  return value === null ? null : new Date(value).toISOString();
+function toIso(value: Date | null): string | null {
+  return value?.toISOString() ?? null;
 }
