@@ -3,6 +3,8 @@
 // HTTP and no framework, at the same concurrency. Not part of npm test.
 //
 //   BENCH_DURATION=10 BENCH_CONCURRENCY=8,32,128 BENCH_WARMUP=15 npm run bench
+//   BENCH_API_DATABASE_URL=...  the API reaches the database this way (e.g. PgBouncer);
+//                    the bench's own queries and the ceiling go to DATABASE_URL
 //   BENCH_WEBHOOK=1  the merchant has a webhook endpoint (a sink in this process that
 //                    answers 204): every event is delivered while the load runs
 //
@@ -72,7 +74,9 @@ async function main(): Promise<void> {
 
   const api = await startApi({
     env: {
-      DATABASE_URL: database.url,
+      // BENCH_API_DATABASE_URL: the API's way to the same database, e.g. through
+      // PgBouncer (with DB_POOLER and DB_PREPARED_STATEMENTS set for it, inherited).
+      DATABASE_URL: process.env.BENCH_API_DATABASE_URL ?? database.url,
       NODE_ENV: 'production',
       DB_POOL_SIZE: process.env.DB_POOL_SIZE ?? '10',
     },

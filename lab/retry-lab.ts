@@ -244,10 +244,12 @@ async function startReceiver(databaseUrl: string, seed: number) {
   const name = `${url.pathname.slice(1)}_lab_receiver`;
   const admin = new pg.Client({ connectionString: databaseUrl });
   await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)}`);
+  await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
   await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
   url.pathname = `/${name}`;
   const db = new pg.Pool({ connectionString: url.toString() });
+  // Its connections are cut when its database is dropped (close()): expected, not a crash.
+  db.on('error', () => undefined);
   await migrateReceiver(db);
   const secrets: string[] = [];
   const seen: Record<EventOutcome, number> = { received: 0, applied: 0, 'duplicate ignored': 0 };
@@ -280,7 +282,8 @@ async function startReceiver(databaseUrl: string, seed: number) {
       await proxy.stop();
       await app.close();
       await db.end();
-      await admin.query(`DROP DATABASE ${pg.escapeIdentifier(name)}`);
+      // FORCE: a pooler in front of the server may still hold connections to it.
+      await admin.query(`DROP DATABASE ${pg.escapeIdentifier(name)} WITH (FORCE)`);
       await admin.end();
     },
   };

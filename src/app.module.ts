@@ -3,7 +3,7 @@ import { APP_FILTER } from '@nestjs/core';
 import { AccountsModule } from './accounts/accounts.module.js';
 import { ChargesModule } from './charges/charges.module.js';
 import { ProblemFilter } from './http/problem.filter.js';
-import type { AppConfig } from './config/config.js';
+import { type AppConfig, connectionSettings } from './config/config.js';
 import { ConfigModule } from './config/config.module.js';
 import { DatabaseModule } from './database/database.module.js';
 import { DepositsModule } from './deposits/deposits.module.js';
@@ -25,7 +25,7 @@ export class AppModule {
       module: AppModule,
       imports: [
         ConfigModule.forRoot(config),
-        DatabaseModule.forRoot(databaseUrl, config.DB_POOL_SIZE),
+        DatabaseModule.forRoot(databaseUrl, config.DB_POOL_SIZE, connectionSettings(config)),
         MetricsModule,
         EventsModule,
         MerchantsModule,

@@ -4,7 +4,7 @@ import { AppModule } from './app.module.js';
 import { createApp } from './app.setup.js';
 import { InFlightRequests } from './http/in-flight.js';
 import { createLogger } from './common/logger.js';
-import { ConfigError, loadConfig } from './config/config.js';
+import { ConfigError, connectionSettings, loadConfig } from './config/config.js';
 import { migrate } from './database/data-source.js';
 import { openDatabase } from './database/open-database.js';
 import { MerchantsService } from './merchants/merchants.service.js';
@@ -25,7 +25,7 @@ async function bootstrap(): Promise<void> {
       url: redact(databaseUrl),
     });
   }
-  const applied = await migrate(databaseUrl);
+  const applied = await migrate(databaseUrl, connectionSettings(config));
   if (applied.length > 0) log.log({ msg: 'migrations applied', migrations: applied });
 
   // Card top-ups call a processor. None named: the stand-in of processor/, outside

@@ -11,6 +11,7 @@ import {
   validateSync,
 } from 'class-validator';
 import { networkInterfaces } from 'node:os';
+import type { ConnectionSettings } from '../database/data-source.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'verbose'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -47,6 +48,17 @@ export class AppConfig {
   @Min(1)
   @Max(200)
   DB_POOL_SIZE = 10;
+
+  /**
+   * `transaction`: DATABASE_URL is a pooler in transaction mode (PgBouncer): no
+   * startup parameters, timeouts set per transaction (docs/scaling-out.md).
+   */
+  @IsIn(['none', 'transaction'])
+  DB_POOLER: 'none' | 'transaction' = 'none';
+
+  /** `unnamed` for a pooler that does not track prepared statements (PgBouncer < 1.21). */
+  @IsIn(['named', 'unnamed'])
+  DB_PREPARED_STATEMENTS: 'named' | 'unnamed' = 'named';
 
   /** How long a completed key is remembered (contract §4.9). */
   @Transform(toInt)
@@ -159,6 +171,11 @@ export class AppConfig {
 }
 
 export class ConfigError extends Error {}
+
+/** How the pool's connections reach PostgreSQL, from the two settings that say it. */
+export function connectionSettings(config: AppConfig): ConnectionSettings {
+  return { pooler: config.DB_POOLER, preparedStatements: config.DB_PREPARED_STATEMENTS };
+}
 
 /**
  * Every address of the machine, as Node's own listen() picks it when given no host:

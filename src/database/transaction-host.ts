@@ -1,8 +1,17 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable, Optional } from '@nestjs/common';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import { type Pool, type PoolClient, type QueryConfig, type QueryResultRow } from 'pg';
 import { DataSource, type EntityTarget, type ObjectLiteral, type Repository } from 'typeorm';
+import {
+  type ConnectionSettings,
+  DIRECT,
+  IDLE_IN_TRANSACTION_TIMEOUT_MS,
+  STATEMENT_TIMEOUT_MS,
+} from './data-source.js';
+
+/** The injection token of the pool's ConnectionSettings. */
+export const CONNECTION_SETTINGS = Symbol('ConnectionSettings');
 
 interface OpenTransaction {
   client: PoolClient;
@@ -32,8 +41,16 @@ interface OpenTransaction {
 @Injectable()
 export class TransactionHost {
   private readonly storage = new AsyncLocalStorage<OpenTransaction>();
+  private readonly begin: string;
+  private readonly prepared: (text: string, values: unknown[]) => QueryConfig;
 
-  constructor(private readonly dataSource: DataSource) {}
+  constructor(
+    private readonly dataSource: DataSource,
+    @Optional() @Inject(CONNECTION_SETTINGS) connection: ConnectionSettings = DIRECT,
+  ) {
+    this.begin = beginStatement(connection);
+    this.prepared = connection.preparedStatements === 'named' ? named : unnamed;
+  }
 
   /** Runs `work` in one transaction: commit when it resolves, roll back when it throws. */
   async run<T>(work: () => Promise<T>): Promise<T> {
@@ -64,7 +81,7 @@ export class TransactionHost {
   atCommit(sql: string, params: unknown[] = []): void {
     const transaction = this.storage.getStore();
     if (!transaction) throw new Error('atCommit() needs a transaction');
-    transaction.atCommit.push(prepared(sql, params));
+    transaction.atCommit.push(this.prepared(sql, params));
   }
 
   get inTransaction(): boolean {
@@ -91,12 +108,12 @@ export class TransactionHost {
     params: unknown[] = [],
   ): Promise<T[]> {
     const transaction = this.storage.getStore();
-    const statement = prepared(sql, params);
+    const statement = this.prepared(sql, params);
     if (!transaction) return (await this.pool.query<T>(statement)).rows;
     const { client } = transaction;
     if (transaction.open) return (await client.query<T>(statement)).rows;
     transaction.open = true;
-    const [, result] = await Promise.all([client.query('BEGIN'), client.query<T>(statement)]);
+    const [, result] = await Promise.all([client.query(this.begin), client.query<T>(statement)]);
     return result.rows;
   }
 
@@ -104,7 +121,7 @@ export class TransactionHost {
     const statements = [...transaction.atCommit, { text: 'COMMIT' }];
     if (!transaction.open) {
       if (statements.length === 1) return; // nothing was sent: nothing to end
-      statements.unshift({ text: 'BEGIN' });
+      statements.unshift({ text: this.begin });
       transaction.open = true;
     }
     const { client } = transaction;
@@ -132,6 +149,21 @@ export class TransactionHost {
   }
 }
 
+/**
+ * BEGIN, and behind a transaction-mode pooler the timeouts that a direct
+ * connection sets once at start-up (data-source.ts): SET LOCAL lasts until the
+ * transaction ends, so nothing leaks to the pooler's next client. They travel in
+ * the same message as BEGIN, so they cost no round trip.
+ */
+function beginStatement({ pooler }: ConnectionSettings): string {
+  if (pooler === 'none') return 'BEGIN';
+  return [
+    'BEGIN',
+    `SET LOCAL statement_timeout = ${STATEMENT_TIMEOUT_MS}`,
+    `SET LOCAL idle_in_transaction_session_timeout = ${IDLE_IN_TRANSACTION_TIMEOUT_MS}`,
+  ].join('; ');
+}
+
 const statementNames = new Map<string, string>();
 
 /**
@@ -140,7 +172,7 @@ const statementNames = new Map<string, string>();
  * (after a few runs, with a generic plan) planning. The name is derived from the
  * text, so the same SQL always has the same name.
  */
-function prepared(text: string, values: unknown[]): QueryConfig {
+function named(text: string, values: unknown[]): QueryConfig {
   if (values.length === 0) return { text };
   let name = statementNames.get(text);
   if (!name) {
@@ -148,6 +180,17 @@ function prepared(text: string, values: unknown[]): QueryConfig {
     statementNames.set(text, name);
   }
   return { name, text, values };
+}
+
+/**
+ * The same statement as the protocol's unnamed statement, parsed and planned on
+ * every run. node-postgres remembers which names it prepared on its connection;
+ * behind a pooler that does not track them, that connection is not the server's,
+ * and a named statement fails with "prepared statement ... does not exist" (or
+ * "already exists"). The unnamed one is always sent whole.
+ */
+function unnamed(text: string, values: unknown[]): QueryConfig {
+  return values.length === 0 ? { text } : { text, values };
 }
 
 function ignore(): void {}

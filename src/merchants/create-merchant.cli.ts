@@ -3,7 +3,7 @@
 import 'reflect-metadata';
 import { parseArgs } from 'node:util';
 import { DataSource } from 'typeorm';
-import { ConfigError, loadConfig } from '../config/config.js';
+import { ConfigError, connectionSettings, loadConfig } from '../config/config.js';
 import { dataSourceOptions, runMigrations } from '../database/data-source.js';
 import { openDatabase } from '../database/open-database.js';
 import { TransactionHost } from '../database/transaction-host.js';
@@ -15,13 +15,16 @@ async function main(): Promise<void> {
   if (!name || name.length > 100) {
     throw new ConfigError('Usage: npm run merchant:create -- --name <name (1..100 characters)>');
   }
-  const database = await openDatabase(loadConfig());
-  const dataSource = await new DataSource(dataSourceOptions(database.url, 2)).initialize();
+  const config = loadConfig();
+  const connection = connectionSettings(config);
+  const database = await openDatabase(config);
+  const dataSource = await new DataSource(
+    dataSourceOptions(database.url, 2, connection),
+  ).initialize();
   try {
     await runMigrations(dataSource);
-    const { merchant, apiKey } = await new MerchantsService(new TransactionHost(dataSource)).create(
-      name,
-    );
+    const merchants = new MerchantsService(new TransactionHost(dataSource, connection));
+    const { merchant, apiKey } = await merchants.create(name);
     console.log(`Created merchant ${merchant.id} (${merchant.name}). Its API key, shown once:`);
     console.log(apiKey);
   } finally {

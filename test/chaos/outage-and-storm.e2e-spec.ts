@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import { ledgerViolations } from '../support/invariants.js';
 import { FaultyProxy } from '../../lab/faulty-proxy.js';
-import { onPort } from '../support/databases.js';
+import { appDatabaseUrl, onPort } from '../support/databases.js';
 import { useTestApp } from '../support/test-app.js';
 import {
   expectExactlyOnce,
@@ -20,7 +20,7 @@ import {
 // Registered first, so that the proxy is up before useTestApp's beforeAll starts the app.
 let dbProxy: FaultyProxy;
 beforeAll(async () => {
-  dbProxy = await FaultyProxy.start(Number(new URL(process.env.TEST_ADMIN_URL!).port));
+  dbProxy = await FaultyProxy.start(Number(new URL(appDatabaseUrl('postgres')).port));
 });
 const t = useTestApp({
   appDatabaseUrl: (url) => onPort(url, dbProxy.port),

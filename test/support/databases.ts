@@ -2,6 +2,8 @@ import { afterAll, beforeAll } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { killApis } from '../../lab/api-process.js';
+import { createCitusDatabase, dropCitusDatabase } from '../../lab/citus.js';
+import { migrate } from '../../src/database/data-source.js';
 
 /**
  * The test run's databases. global-setup.js starts one PostgreSQL for the whole run
@@ -29,10 +31,39 @@ export function onPort(url: string, port: number): string {
   return parsed.toString();
 }
 
-/** A fresh database: a copy of the migrated template, or an empty one. */
+/**
+ * The URL of `database` for the apps under test: on the server, or through the
+ * PgBouncer that TEST_PGBOUNCER=1 put in front of it (global-setup.js).
+ */
+export function appDatabaseUrl(database: string): string {
+  return databaseUrl(process.env.TEST_POOLER_URL ?? required('TEST_ADMIN_URL'), database);
+}
+
+/**
+ * The settings an app needs for the way the tests reach the server (DB_POOLER and
+ * DB_PREPARED_STATEMENTS under TEST_PGBOUNCER=1), for apps started in this process;
+ * child processes inherit them.
+ */
+export function connectionEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const key of ['DB_POOLER', 'DB_PREPARED_STATEMENTS']) {
+    if (process.env[key]) env[key] = process.env[key];
+  }
+  return env;
+}
+
+/**
+ * A fresh database: a copy of the migrated template, or an empty one. On a Citus
+ * cluster (global-setup.js sets TEST_CITUS), one made on every node and migrated.
+ */
 export async function createTestDatabase({ migrated = true } = {}): Promise<TestDatabase> {
   const adminUrl = required('TEST_ADMIN_URL');
   const name = `payments_test_${randomBytes(6).toString('hex')}`;
+  if (process.env.TEST_CITUS) {
+    const url = await createCitusDatabase(adminUrl, name);
+    if (migrated) await migrate(url);
+    return { name, url, drop: () => dropCitusDatabase(adminUrl, name) };
+  }
   await onServer(adminUrl, (admin) =>
     admin.query(
       migrated
@@ -42,7 +73,7 @@ export async function createTestDatabase({ migrated = true } = {}): Promise<Test
   );
   return {
     name,
-    url: databaseUrl(adminUrl, name),
+    url: appDatabaseUrl(name),
     drop: () =>
       onServer(adminUrl, (admin) => admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)),
   };

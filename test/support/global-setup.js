@@ -6,6 +6,8 @@ import path from 'node:path';
 import pg from 'pg';
 import { migrate } from '../../dist/database/data-source.js';
 import { startEmbeddedPostgres } from '../../dist/database/embedded-postgres.js';
+import { citusWorkers } from '../../build/lab/citus.js';
+import { startPgBouncer } from '../../build/lab/pgbouncer.js';
 
 /**
  * One PostgreSQL for the whole run: the embedded one by default, or the server of
@@ -33,6 +35,16 @@ export default async function globalSetup() {
     adminUrl = embedded.adminUrl;
   }
 
+  const workers = process.env.DATABASE_URL ? await citusWorkers(adminUrl) : undefined;
+  if (workers) {
+    // A Citus coordinator: each test file's database is made on every node
+    // (test/support/databases.ts); a template cannot be copied there.
+    process.env.TEST_ADMIN_URL = adminUrl;
+    process.env.TEST_CITUS = '1';
+    console.log(`\n  e2e on a Citus coordinator with ${workers.length} workers`);
+    return;
+  }
+
   const template = `payments_test_template_${process.pid}`;
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
@@ -48,4 +60,34 @@ export default async function globalSetup() {
 
   process.env.TEST_ADMIN_URL = adminUrl;
   process.env.TEST_TEMPLATE_DB = template;
+  if (process.env.TEST_PGBOUNCER === '1') await throughPgBouncer(adminUrl);
+}
+
+/**
+ * TEST_PGBOUNCER=1: every app the tests start reaches its database through a
+ * PgBouncer in transaction mode, and so do the tests' own queries (creating and
+ * dropping databases still goes straight to the server). A PgBouncer that tracks prepared
+ * statements (1.21+) is given max_prepared_statements and the service keeps its
+ * named statements; an older one gets DB_PREPARED_STATEMENTS=unnamed.
+ */
+async function throughPgBouncer(adminUrl) {
+  const probe = await startPgBouncer({ target: adminUrl });
+  const tracks = versionAtLeast(probe.version, [1, 21]);
+  await probe.stop();
+  const bouncer = await startPgBouncer({
+    target: adminUrl,
+    ...(tracks && { maxPreparedStatements: 200 }),
+  });
+  globalThis.__PGBOUNCER__ = bouncer;
+  process.env.TEST_POOLER_URL = bouncer.url;
+  process.env.DB_POOLER = 'transaction';
+  process.env.DB_PREPARED_STATEMENTS ||= tracks ? 'named' : 'unnamed';
+  console.log(
+    `\n  e2e through PgBouncer ${bouncer.version} (transaction mode, ${process.env.DB_PREPARED_STATEMENTS} statements) on port ${bouncer.port}`,
+  );
+}
+
+function versionAtLeast(version, [major, minor]) {
+  const [a, b] = version.split('.').map(Number);
+  return a > major || (a === major && b >= minor);
 }

@@ -8,7 +8,7 @@ import { AppModule } from '../../src/app.module.js';
 import { createApp } from '../../src/app.setup.js';
 import { loadConfig } from '../../src/config/config.js';
 import { MerchantsService } from '../../src/merchants/merchants.service.js';
-import { createTestDatabase, testPool } from './databases.js';
+import { connectionEnv, createTestDatabase, testPool } from './databases.js';
 import { ledgerViolations } from './invariants.js';
 import { ContractChecker } from './openapi.js';
 
@@ -38,7 +38,7 @@ export interface TestAppOptions {
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const database = await createTestDatabase();
   const env = typeof options.env === 'function' ? options.env() : options.env;
-  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'fatal', ...env });
+  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'fatal', ...connectionEnv(), ...env });
   const appUrl = options.appDatabaseUrl?.(database.url) ?? database.url;
   let app: INestApplication;
   try {
