@@ -169,7 +169,8 @@ describe('npm start', () => {
       const client = new pg.Client({ connectionString: db.url });
       await client.connect();
       const { rows } = await client.query(
-        `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1`,
+        `SELECT table_name FROM information_schema.tables
+          WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1`,
       );
       await client.end();
       expect(rows.map((r: { table_name: string }) => r.table_name)).toEqual([

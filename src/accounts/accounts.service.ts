@@ -94,24 +94,20 @@ export class AccountsService {
     expected: number[] | null,
   ): Promise<Account> {
     const fields = { name: dto.name, metadata: dto.metadata ?? {} };
-    const [updated] = await this.tx.query<Account & { changed: boolean }>(
+    // Written only when something changes: a PUT of what is already there is
+    // answered below, from the account as it is, with no new version.
+    const [updated] = await this.tx.query<Account>(
       `UPDATE accounts
-          SET name = $3, metadata = $4,
-              version = CASE WHEN (name, metadata) IS DISTINCT FROM ($3, $4::jsonb)
-                             THEN version + 1 ELSE version END,
-              updated_at = CASE WHEN (name, metadata) IS DISTINCT FROM ($3, $4::jsonb)
-                                THEN now() ELSE updated_at END
+          SET name = $3, metadata = $4, version = version + 1, updated_at = now()
         WHERE merchant_id = $1 AND id = $2 AND closed_at IS NULL
           AND ($5::bigint[] IS NULL OR version = ANY ($5::bigint[]))
-       RETURNING ${ACCOUNT_COLUMNS}, updated_at = now() AS changed`,
+          AND (name, metadata) IS DISTINCT FROM ($3, $4::jsonb)
+       RETURNING ${ACCOUNT_COLUMNS}`,
       [merchantId, id, fields.name, JSON.stringify(fields.metadata), expected],
     );
     if (updated) {
-      // now() is the transaction's start: updated_at equals it only if this UPDATE changed something.
-      const { changed, ...account } = updated;
-      if (changed)
-        this.events.recordAtCommit(merchantId, 'account.updated', toAccountView(account));
-      return account;
+      this.events.recordAtCommit(merchantId, 'account.updated', toAccountView(updated));
+      return updated;
     }
 
     // Nothing written: say why, from the account as it is now.

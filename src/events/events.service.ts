@@ -121,8 +121,11 @@ export class EventsService {
 
   /**
    * Leases up to `batch` deliveries that are due, to enabled endpoints, for
-   * `leaseSeconds`: FOR UPDATE SKIP LOCKED, and a lease that another instance's pass
-   * respects until it runs out (then the delivery is sent again: at least once).
+   * `leaseSeconds`: a lease that another instance's pass respects until it runs out
+   * (then the delivery is sent again: at least once). Two passes that pick the same
+   * deliveries at once do not both lease them: the second's UPDATE waits for the
+   * first's, checks the lease again on each row, and leaves it. (Not FOR UPDATE
+   * SKIP LOCKED, which Citus refuses in a query across merchants.)
    */
   leaseDue(batch: number, leaseSeconds: number): Promise<DueDelivery[]> {
     return this.tx.query<DueDelivery>(
@@ -134,14 +137,14 @@ export class EventsService {
             AND (d.locked_until IS NULL OR d.locked_until < now())
             AND w.enabled AND w.deleted_at IS NULL
           ORDER BY d.next_attempt_at
-          LIMIT $1
-            FOR UPDATE OF d SKIP LOCKED)
+          LIMIT $1)
        UPDATE webhook_deliveries d
           -- to the millisecond: the lease is handed back as it is, to compare (see recordAttempt)
           SET locked_until = date_trunc('milliseconds', now() + make_interval(secs => $2))
          FROM due, events e, webhook_endpoints w
         WHERE d.merchant_id = due.merchant_id AND d.event_id = due.event_id
           AND d.endpoint_id = due.endpoint_id
+          AND d.status = 'pending' AND (d.locked_until IS NULL OR d.locked_until < now())
           AND e.merchant_id = d.merchant_id AND e.id = d.event_id
           AND w.merchant_id = d.merchant_id AND w.id = d.endpoint_id
        RETURNING d.merchant_id AS "merchantId", d.event_id AS "eventId",
@@ -167,7 +170,8 @@ export class EventsService {
       tries.map(pick);
     const rows = await this.tx.query<{ n: number; status: 'delivered' | 'pending' | 'failed' }>(
       `WITH try AS (
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
+         -- now() as a column: Citus refuses it inside the CASE below
+         SELECT *, now() AS at FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
                               $5::boolean[], $6::int[], $7::int[], $8::text[])
                   WITH ORDINALITY AS t(merchant_id, event_id, endpoint_id, lease,
                                        delivered, status_code, latency_ms, error, n)),
@@ -182,7 +186,7 @@ export class EventsService {
           SET attempts = d.attempts + 1, locked_until = NULL,
               status = CASE WHEN t.delivered THEN 'delivered'
                             WHEN d.attempts + 1 >= $9 THEN 'failed' ELSE 'pending' END,
-              delivered_at = CASE WHEN t.delivered THEN now() END,
+              delivered_at = CASE WHEN t.delivered THEN t.at END,
               next_attempt_at = now() + make_interval(
                 secs => least($10 * power(2, d.attempts), $11) * (0.5 + random()))
          FROM try t
@@ -313,8 +317,10 @@ export class EventsService {
 
   /**
    * Deletes up to `batchSize` events older than `ttlSeconds` none of whose
-   * deliveries is still pending (their deliveries and attempts go with them);
-   * rows locked by someone else are skipped. Returns how many.
+   * deliveries is still pending (their deliveries and attempts go with them).
+   * Returns how many. Old events change no more, so nothing is checked again as
+   * they are deleted: a redelivery asked meanwhile holds the event's row until
+   * it commits, and then there is no event left to redeliver, as if it came later.
    */
   async deleteExpired(ttlSeconds: number, batchSize: number): Promise<number> {
     const rows = await this.tx.query(
@@ -326,8 +332,7 @@ export class EventsService {
                                   WHERE d.merchant_id = e.merchant_id AND d.event_id = e.id
                                     AND d.status = 'pending')
                ORDER BY e.created_at
-               LIMIT $2
-                 FOR UPDATE SKIP LOCKED)
+               LIMIT $2)
        RETURNING 1`,
       [ttlSeconds, batchSize],
     );

@@ -219,8 +219,9 @@ export class IdempotencyService implements OnModuleInit {
 
   /**
    * Deletes up to `batchSize` expired keys in one statement; returns how many.
-   * Rows a request has locked are skipped (SKIP LOCKED): the purge never waits
-   * on a request, nor holds one up.
+   * The condition is checked again on each row as it is deleted: a key that a
+   * request has claimed anew meanwhile is not expired any more, and stays. (No
+   * FOR UPDATE SKIP LOCKED: Citus refuses it in a query across merchants.)
    */
   async deleteExpired(batchSize = PURGE_BATCH_SIZE): Promise<number> {
     const rows = await this.tx.query(
@@ -229,8 +230,8 @@ export class IdempotencyService implements OnModuleInit {
               SELECT merchant_id, key FROM idempotency_keys
                WHERE expires_at <= now()
                ORDER BY expires_at
-               LIMIT $1
-                 FOR UPDATE SKIP LOCKED)
+               LIMIT $1)
+          AND expires_at <= now()
        RETURNING 1`,
       [batchSize],
     );

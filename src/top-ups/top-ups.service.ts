@@ -164,8 +164,11 @@ export class TopUpsService implements OnModuleInit {
 
   /**
    * For the completer: leases up to `limit` top-ups left halfway whose next try is
-   * due, skipping those another instance or a request holds (SKIP LOCKED and the
-   * lease), so that many instances can complete at once without meeting.
+   * due, skipping those another instance or a request holds (their lease), so that
+   * many instances can complete at once without meeting. The lease is checked again
+   * on each row as it is taken: of two passes that picked the same top-up, the
+   * second waits for the first's UPDATE and then leaves it. (Not FOR UPDATE SKIP
+   * LOCKED, which Citus refuses in a query across merchants.)
    */
   async leaseDue(limit: number): Promise<TopUp[]> {
     return this.tx.query<TopUp>(
@@ -175,8 +178,9 @@ export class TopUpsService implements OnModuleInit {
                WHERE recovery_point <> 'finished' AND next_attempt_at <= now()
                  AND (locked_until IS NULL OR locked_until < now())
                ORDER BY next_attempt_at
-               LIMIT $1
-                 FOR UPDATE SKIP LOCKED)
+               LIMIT $1)
+          AND recovery_point <> 'finished' AND next_attempt_at <= now()
+          AND (locked_until IS NULL OR locked_until < now())
        RETURNING ${COLUMNS}`,
       [limit, this.config.TOP_UP_LEASE_SECONDS],
     );

@@ -113,11 +113,19 @@ export class WebhookEndpointsService {
    */
   delete(merchantId: string, id: string): Promise<void> {
     return this.tx.run(async () => {
-      const [row] = await this.tx.query<{ id: string }>(
-        `UPDATE webhook_endpoints SET deleted_at = coalesce(deleted_at, now()), enabled = false
-          WHERE merchant_id = $1 AND id = $2 RETURNING id`,
-        [merchantId, id],
-      );
+      // Both in one round trip: the first marks it deleted unless it already is,
+      // the second tells whether it exists at all.
+      const [, [row]] = await Promise.all([
+        this.tx.query(
+          `UPDATE webhook_endpoints SET deleted_at = now(), enabled = false
+            WHERE merchant_id = $1 AND id = $2 AND deleted_at IS NULL`,
+          [merchantId, id],
+        ),
+        this.tx.query<{ id: string }>(
+          'SELECT id FROM webhook_endpoints WHERE merchant_id = $1 AND id = $2',
+          [merchantId, id],
+        ),
+      ]);
       if (!row) throw new NotFoundError('webhook endpoint', id);
       await this.events.dropPendingFor(merchantId, id);
     });
@@ -135,15 +143,13 @@ export class WebhookEndpointsService {
           SET secrets = jsonb_build_array(jsonb_build_object('secret', $3::text, 'expiresAt', null))
                         || (SELECT coalesce(jsonb_agg(jsonb_build_object(
                                  'secret', s ->> 'secret',
-                                 'expiresAt', coalesce(s ->> 'expiresAt',
-                                   to_char((now() + make_interval(secs => $4)) AT TIME ZONE 'UTC',
-                                           'YYYY-MM-DD"T"HH24:MI:SS"Z"')))), '[]'::jsonb)
+                                 'expiresAt', coalesce(s ->> 'expiresAt', $4::text))), '[]'::jsonb)
                               FROM jsonb_array_elements(secrets) s
                              WHERE s ->> 'expiresAt' IS NULL OR (s ->> 'expiresAt')::timestamptz > now()),
               updated_at = now()
         WHERE merchant_id = $1 AND id = $2 AND deleted_at IS NULL
        RETURNING ${COLUMNS}`,
-      [merchantId, id, secret, this.config.WEBHOOK_SECRET_OVERLAP_SECONDS],
+      [merchantId, id, secret, overlapEnd(this.config.WEBHOOK_SECRET_OVERLAP_SECONDS)],
     );
     if (!row) throw new NotFoundError('webhook endpoint', id);
     return { ...toView(row), secret };
@@ -165,4 +171,15 @@ function toView(row: EndpointRow): WebhookEndpointView {
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
   };
+}
+
+/**
+ * When the secrets rotated out now stop signing, to the second, as the API shows
+ * it. Computed here, not with now() inside the UPDATE's coalesce(): Citus refuses
+ * a function that is not immutable inside CASE or COALESCE of a distributed write.
+ */
+function overlapEnd(seconds: number): string {
+  return new Date(Math.floor(Date.now() / 1000) * 1000 + seconds * 1000)
+    .toISOString()
+    .replace('.000Z', 'Z');
 }
