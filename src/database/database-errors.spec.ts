@@ -47,6 +47,17 @@ describe('database errors', () => {
     ).toBe(false);
   });
 
+  it('reads the constraint from the message when the error has no constraint field (a Citus coordinator relaying a worker)', () => {
+    const relayed = Object.assign(
+      new Error('duplicate key value violates unique constraint "idempotency_keys_pkey_102198"'),
+      { code: '23505' },
+    );
+    expect(isUniqueViolation(relayed, 'idempotency_keys_pkey')).toBe(true);
+    expect(isUniqueViolation(wrapped(relayed), 'idempotency_keys_pkey')).toBe(true);
+    expect(isUniqueViolation(relayed, 'ledger_entries_pkey')).toBe(false);
+    expect(isUniqueViolation(pgError('23505'), 'idempotency_keys_pkey')).toBe(false);
+  });
+
   it('tells a lock held elsewhere and unstorable text by their codes', () => {
     expect(isLockNotAvailable(pgError('55P03'))).toBe(true);
     expect(isLockNotAvailable(pgError('40P01'))).toBe(false);

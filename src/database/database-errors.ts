@@ -32,10 +32,21 @@ export function errorCode(error: unknown): string | undefined {
  */
 export function isUniqueViolation(error: unknown, constraint: string): boolean {
   if (errorCode(error) !== SQLSTATE.uniqueViolation) return false;
-  const e = error as DriverError;
-  const name = (e.driverError as DriverError | undefined)?.constraint ?? e.constraint;
-  if (typeof name !== 'string') return false;
+  const name = constraintOf(error as DriverError);
+  if (name === undefined) return false;
   return name === constraint || new RegExp(`^${constraint}_\\d+$`).test(name);
+}
+
+/**
+ * The constraint an error names. A Citus coordinator passes on a worker's error
+ * without its constraint field, so the name is then read from the message
+ * (`duplicate key value violates unique constraint "idempotency_keys_pkey_102198"`).
+ */
+function constraintOf(error: DriverError): string | undefined {
+  const driver = (error.driverError as DriverError | undefined) ?? error;
+  if (typeof driver.constraint === 'string') return driver.constraint;
+  if (typeof driver.message !== 'string') return undefined;
+  return /violates unique constraint "([^"]+)"/.exec(driver.message)?.[1];
 }
 
 /** A lock taken with NOWAIT or a try-function was held by someone else (claim_idempotency_key). */

@@ -172,9 +172,9 @@ export class EventsService {
       `WITH try AS (
          -- now() as a column: Citus refuses it inside the CASE below
          SELECT *, now() AS at FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
-                              $5::boolean[], $6::int[], $7::int[], $8::text[])
+                              $5::boolean[], $6::int[], $7::int[], $8::text[], $10::timestamptz[])
                   WITH ORDINALITY AS t(merchant_id, event_id, endpoint_id, lease,
-                                       delivered, status_code, latency_ms, error, n)),
+                                       delivered, status_code, latency_ms, error, next_at, n)),
        recorded AS (
          INSERT INTO webhook_attempts (merchant_id, event_id, endpoint_id, status_code, latency_ms, error)
          SELECT t.merchant_id, t.event_id, t.endpoint_id, t.status_code, t.latency_ms, t.error
@@ -187,8 +187,7 @@ export class EventsService {
               status = CASE WHEN t.delivered THEN 'delivered'
                             WHEN d.attempts + 1 >= $9 THEN 'failed' ELSE 'pending' END,
               delivered_at = CASE WHEN t.delivered THEN t.at END,
-              next_attempt_at = now() + make_interval(
-                secs => least($10 * power(2, d.attempts), $11) * (0.5 + random()))
+              next_attempt_at = t.next_at
          FROM try t
         WHERE d.merchant_id = t.merchant_id AND d.event_id = t.event_id
           AND d.endpoint_id = t.endpoint_id AND d.locked_until = t.lease
@@ -205,8 +204,7 @@ export class EventsService {
           (t) => t.attempt.error ?? (t.attempt.delivered ? null : `answered ${t.attempt.status}`),
         ),
         policy.maxAttempts,
-        policy.retrySeconds,
-        policy.maxRetrySeconds,
+        column((t) => nextTry(t.delivery.attempts, policy)),
       ],
     );
     const byPosition = new Map(rows.map((row) => [row.n, row.status]));
@@ -352,4 +350,16 @@ function toView(row: EventRow): EventView {
 
 function toIso(value: Date | null): string | null {
   return value?.toISOString() ?? null;
+}
+
+/**
+ * When a delivery that has had `attempts` tries is tried next: retrySeconds,
+ * doubling with each try, capped at maxRetrySeconds, times a jitter of 0.5-1.5 so
+ * that endpoints back from an outage are not all retried in the same second.
+ * Worked out here, not in the UPDATE: Citus refuses `now() + <a function of a
+ * column>` in a distributed write.
+ */
+function nextTry(attempts: number, policy: RetryPolicy): Date {
+  const seconds = Math.min(policy.retrySeconds * 2 ** attempts, policy.maxRetrySeconds);
+  return new Date(Date.now() + seconds * (0.5 + Math.random()) * 1000);
 }

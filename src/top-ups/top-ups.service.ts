@@ -141,15 +141,9 @@ export class TopUpsService implements OnModuleInit {
     await this.tx.query(
       `UPDATE top_ups
           SET attempts = attempts + 1, last_error = $3, locked_until = NULL, updated_at = now(),
-              next_attempt_at = now() + make_interval(secs => least($4 * power(2, attempts), $5))
+              next_attempt_at = now() + make_interval(secs => $4)
         WHERE merchant_id = $1 AND id = $2 AND recovery_point = 'refunding'`,
-      [
-        topUp.merchantId,
-        topUp.id,
-        answer.reason,
-        this.config.TOP_UP_RETRY_SECONDS,
-        MAX_RETRY_SECONDS,
-      ],
+      [topUp.merchantId, topUp.id, answer.reason, this.retryDelay(topUp)],
     );
   }
 
@@ -345,19 +339,29 @@ export class TopUpsService implements OnModuleInit {
   }
 
   /**
+   * Seconds until the next try of `topUp`: TOP_UP_RETRY_SECONDS, doubling with each
+   * try made, up to MAX_RETRY_SECONDS. Worked out here from the leased row rather
+   * than in the UPDATE: Citus refuses \`now() + <a function of a column>\` there.
+   */
+  private retryDelay(topUp: TopUp): number {
+    return Math.min(this.config.TOP_UP_RETRY_SECONDS * 2 ** topUp.attempts, MAX_RETRY_SECONDS);
+  }
+
+  /**
    * The processor's answer is unknown: count the try, release the lease, and set
    * the next one; past TOP_UP_MAX_ATTEMPTS, give the top-up up (402 top-up-failed,
    * stored). Until then the answer is 202: pending, try again later.
    */
   private postpone(topUp: TopUp, request: KeyedRequest, reason: string): Promise<RecordedResponse> {
     return this.tx.run(async () => {
-      const [tried] = await this.tx.query<TopUp & { retryInSeconds: number }>(
+      const delay = this.retryDelay(topUp);
+      const [tried] = await this.tx.query<TopUp>(
         `UPDATE top_ups
             SET attempts = attempts + 1, last_error = $3, locked_until = NULL, updated_at = now(),
-                next_attempt_at = now() + make_interval(secs => least($4 * power(2, attempts), $5))
+                next_attempt_at = now() + make_interval(secs => $4)
           WHERE merchant_id = $1 AND id = $2 AND recovery_point = 'started'
-         RETURNING ${COLUMNS}, ceil(extract(epoch FROM next_attempt_at - now()))::int AS "retryInSeconds"`,
-        [topUp.merchantId, topUp.id, reason, this.config.TOP_UP_RETRY_SECONDS, MAX_RETRY_SECONDS],
+         RETURNING ${COLUMNS}`,
+        [topUp.merchantId, topUp.id, reason, delay],
       );
       // Finished meanwhile by someone holding it after our lease ran out: theirs is the answer.
       if (!tried) return this.storedFor(request);
@@ -373,7 +377,7 @@ export class TopUpsService implements OnModuleInit {
       const view = toTopUpView(tried);
       return {
         ...recordJson(202, view, `/top-ups/${view.id}`),
-        headers: { 'Retry-After': String(Math.max(1, tried.retryInSeconds)) },
+        headers: { 'Retry-After': String(Math.max(1, Math.ceil(delay))) },
       };
     });
   }
