@@ -177,11 +177,12 @@ export class EventsService {
                                        delivered, status_code, latency_ms, error, next_at, n)),
        recorded AS (
          INSERT INTO webhook_attempts (merchant_id, event_id, endpoint_id, status_code, latency_ms, error)
+         -- a join, not a correlated EXISTS, which Citus refuses beside a CTE
          SELECT t.merchant_id, t.event_id, t.endpoint_id, t.status_code, t.latency_ms, t.error
            FROM try t
-          WHERE EXISTS (SELECT 1 FROM webhook_deliveries d
-                         WHERE d.merchant_id = t.merchant_id AND d.event_id = t.event_id
-                           AND d.endpoint_id = t.endpoint_id))
+           JOIN webhook_deliveries d
+             ON d.merchant_id = t.merchant_id AND d.event_id = t.event_id
+            AND d.endpoint_id = t.endpoint_id)
        UPDATE webhook_deliveries d
           SET attempts = d.attempts + 1, locked_until = NULL,
               status = CASE WHEN t.delivered THEN 'delivered'
