@@ -7,7 +7,7 @@ import pg from 'pg';
 import { migrate } from '../../dist/database/data-source.js';
 import { startEmbeddedPostgres } from '../../dist/database/embedded-postgres.js';
 import { citusWorkers } from '../../build/lab/citus.js';
-import { startPgBouncer } from '../../build/lab/pgbouncer.js';
+import { findPgBouncer, startPgBouncer } from '../../build/lab/pgbouncer.js';
 
 /**
  * One PostgreSQL for the whole run: the embedded one by default, or the server of
@@ -71,9 +71,7 @@ export default async function globalSetup() {
  * named statements; an older one gets DB_PREPARED_STATEMENTS=unnamed.
  */
 async function throughPgBouncer(adminUrl) {
-  const probe = await startPgBouncer({ target: adminUrl });
-  const tracks = versionAtLeast(probe.version, [1, 21]);
-  await probe.stop();
+  const tracks = versionAtLeast(findPgBouncer()?.version ?? '0', [1, 21]);
   const bouncer = await startPgBouncer({
     target: adminUrl,
     ...(tracks && { maxPreparedStatements: 200 }),
