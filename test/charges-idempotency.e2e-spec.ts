@@ -2,6 +2,7 @@ import { describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { requestFingerprint } from '../src/idempotency/fingerprint.js';
+import { inject, nodeOf } from './support/db-faults.js';
 import { useTestApp } from './support/test-app.js';
 
 const t = useTestApp();
@@ -283,25 +284,30 @@ describe('a key stored by someone else while this request runs', () => {
     const account = await t.api.fundedAccount(10_000);
     const key = randomUUID();
     const body = { accountId: account, amount: 667, currency: 'USD' };
-    await t.db.query(`
-      CREATE FUNCTION hold_charge() RETURNS trigger LANGUAGE plpgsql AS $$
+    await inject(
+      t.db,
+      `CREATE FUNCTION hold_charge() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
         IF NEW.amount = 667 THEN PERFORM pg_advisory_xact_lock(667); END IF;
         RETURN NEW;
-      END $$;
-      CREATE TRIGGER hold_charge BEFORE INSERT ON charges
-        FOR EACH ROW EXECUTE FUNCTION hold_charge();`);
+      END $$`,
+      `CREATE TRIGGER hold_charge BEFORE INSERT ON charges
+        FOR EACH ROW EXECUTE FUNCTION hold_charge()`,
+    );
     // The winner's response: a real charge, made before the gate closes.
     const winner = await t.api.charge(account, 667, randomUUID());
     expect(winner.status).toBe(201);
-    const gate = new pg.Client({ connectionString: t.databaseUrl });
+    // The lock is taken where the trigger runs: on Citus, the worker with the shard.
+    const gate = new pg.Client({
+      connectionString: await nodeOf(t.db, t.databaseUrl, 'charges', t.api.merchantId),
+    });
     await gate.connect();
     try {
       await gate.query('BEGIN');
       await gate.query('SELECT pg_advisory_xact_lock(667)');
 
       const pending = t.api.charge(account, 667, key).then((res) => res);
-      await untilWaitingOnLock(667);
+      await untilWaitingOnLock(gate, 667);
       await t.db.query(
         `INSERT INTO idempotency_keys (merchant_id, key, request_method, request_path, fingerprint,
            response_status, response_content_type, response_body, response_location, expires_at)
@@ -327,15 +333,15 @@ describe('a key stored by someone else while this request runs', () => {
       ).toBe(1);
     } finally {
       await gate.end();
-      await t.db.query('DROP TRIGGER hold_charge ON charges; DROP FUNCTION hold_charge()');
+      await inject(t.db, 'DROP TRIGGER hold_charge ON charges', 'DROP FUNCTION hold_charge()');
     }
   });
 });
 
-/** Polls pg_locks until a session waits for advisory lock `id` (granted = false). */
-async function untilWaitingOnLock(id: number): Promise<void> {
+/** Polls the gate's node's pg_locks until a session waits for advisory lock `id` (granted = false). */
+async function untilWaitingOnLock(gate: pg.Client, id: number): Promise<void> {
   for (let i = 0; i < 500; i++) {
-    const { rows } = await t.db.query(
+    const { rows } = await gate.query(
       `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = $1`,
       [id],
     );

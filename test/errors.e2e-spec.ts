@@ -180,7 +180,10 @@ describe('409 idempotency-key-in-use', () => {
       ]);
       // ...and the account's row: the charge's debit travels with the claim on the
       // key, so if PostgreSQL ran it despite the failed claim, it would wait here.
-      await holder.query('SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE', [account]);
+      await holder.query('SELECT 1 FROM accounts WHERE merchant_id = $1 AND id = $2 FOR UPDATE', [
+        t.api.merchantId,
+        account,
+      ]);
 
       const res = await t.api.charge(account, 100, key);
 

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
-import { slowCharges, untilAdvisoryLocks } from './support/db-faults.js';
+import { createSequence, inject, slowCharges, untilAdvisoryLocks } from './support/db-faults.js';
 import { useTestApp, type ApiClient } from './support/test-app.js';
 
 /**
@@ -13,17 +13,19 @@ const t = useTestApp({ env: { DB_POOL_SIZE: '2' } });
 beforeAll(async () => {
   await slowCharges(t.db, { 777: 1.5, 778: 3, 780: 2 });
   // 779: the original fails after a second, once; its retry then goes through.
-  await t.db.query(`
-    CREATE SEQUENCE rollback_once;
-    CREATE FUNCTION fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
+  await createSequence(t.db, 'rollback_once');
+  await inject(
+    t.db,
+    `CREATE FUNCTION fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
       IF NEW.amount = 779 AND nextval('rollback_once') = 1 THEN
         PERFORM pg_sleep(1);
         RAISE EXCEPTION 'the original fails after a while';
       END IF;
       RETURN NEW;
-    END $$;
-    CREATE TRIGGER fail_once BEFORE INSERT ON charges FOR EACH ROW EXECUTE FUNCTION fail_once();`);
+    END $$`,
+    'CREATE TRIGGER fail_once BEFORE INSERT ON charges FOR EACH ROW EXECUTE FUNCTION fail_once()',
+  );
 });
 
 function charge(

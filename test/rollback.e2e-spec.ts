@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
+import { createLookupTable, inject } from './support/db-faults.js';
 import { useTestApp, type ApiClient } from './support/test-app.js';
 
 const t = useTestApp();
@@ -15,17 +16,19 @@ beforeAll(() => failStoringKeysListedIn('faulty_keys'));
  * in a table: no test hook in the app.
  */
 async function failStoringKeysListedIn(table: string): Promise<void> {
-  await t.db.query(`
-    CREATE TABLE ${table} (key text PRIMARY KEY);
-    CREATE FUNCTION fail_key_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+  await createLookupTable(t.db, table, 'key text PRIMARY KEY');
+  await inject(
+    t.db,
+    `CREATE FUNCTION fail_key_insert() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
       IF EXISTS (SELECT 1 FROM ${table} WHERE key = NEW.key) THEN
         RAISE EXCEPTION 'injected fault while storing the response';
       END IF;
       RETURN NEW;
-    END $$;
-    CREATE TRIGGER fail_key_insert BEFORE INSERT ON idempotency_keys
-      FOR EACH ROW EXECUTE FUNCTION fail_key_insert();`);
+    END $$`,
+    `CREATE TRIGGER fail_key_insert BEFORE INSERT ON idempotency_keys
+      FOR EACH ROW EXECUTE FUNCTION fail_key_insert()`,
+  );
 }
 
 const failAtCommit = (key: string) => t.db.query('INSERT INTO faulty_keys VALUES ($1)', [key]);

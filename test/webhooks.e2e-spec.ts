@@ -4,6 +4,7 @@ import request from 'supertest';
 import { Webhook } from 'standardwebhooks';
 import { EventsPurger } from '../src/events/events-purger.js';
 import { WebhookDispatcher } from '../src/webhooks/webhook-dispatcher.js';
+import { inject } from './support/db-faults.js';
 import { startTestReceiver, type TestReceiver } from './support/receiver.js';
 import { type ApiClient, useTestApp } from './support/test-app.js';
 
@@ -96,14 +97,16 @@ describe('the outbox', () => {
     const api = await t.merchant('Rollback');
     const account = await api.fundedAccount(1_000);
     const key = randomUUID();
-    await t.db.query(`
-      CREATE OR REPLACE FUNCTION fail_this_key() RETURNS trigger LANGUAGE plpgsql AS $$
+    await inject(
+      t.db,
+      `CREATE OR REPLACE FUNCTION fail_this_key() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
         IF NEW.key = '${key}' THEN RAISE EXCEPTION 'injected'; END IF;
         RETURN NEW;
-      END $$;
-      CREATE TRIGGER fail_this_key BEFORE INSERT ON idempotency_keys
-        FOR EACH ROW EXECUTE FUNCTION fail_this_key();`);
+      END $$`,
+      `CREATE TRIGGER fail_this_key BEFORE INSERT ON idempotency_keys
+        FOR EACH ROW EXECUTE FUNCTION fail_this_key()`,
+    );
     try {
       expect((await api.charge(account, 100, key)).status).toBe(500);
     } finally {

@@ -298,6 +298,8 @@ export class EventsService {
    * pending, due now, its tries counted afresh (an endpoint added since gets one).
    * Setting a state, so safe to repeat: a receiver that got it already ignores the
    * duplicate by its webhook-id, the event's id. Returns how many deliveries.
+   * "Due now" is the new row's default (EXCLUDED), not now() in the SET: Citus
+   * takes no function that is not IMMUTABLE there.
    */
   async redeliver(merchantId: string, id: string): Promise<number> {
     await this.get(merchantId, id); // 404 for an unknown or foreign event
@@ -306,8 +308,8 @@ export class EventsService {
        SELECT $1, $2, endpoint.id FROM webhook_endpoints endpoint
         WHERE endpoint.merchant_id = $1 AND endpoint.enabled AND endpoint.deleted_at IS NULL
        ON CONFLICT (merchant_id, event_id, endpoint_id) DO UPDATE
-         SET status = 'pending', attempts = 0, next_attempt_at = now(), locked_until = NULL,
-             delivered_at = NULL
+         SET status = 'pending', attempts = 0, next_attempt_at = EXCLUDED.next_attempt_at,
+             locked_until = NULL, delivered_at = NULL
        RETURNING 1`,
       [merchantId, id],
     );

@@ -115,12 +115,29 @@ export class IdempotencyService implements OnModuleInit {
 
   /** How many keys are kept, about, and the bytes they take: two cheap reads of PostgreSQL's bookkeeping. */
   private async storage(): Promise<{ rows: number; bytes: number }> {
-    const [row] = await this.tx.query<{ rows: number; bytes: number }>(
-      `SELECT n_live_tup AS rows, pg_total_relation_size(relid) AS bytes
+    const [row] = await this.tx.query<{ rows: number; bytes: number; citus: boolean }>(
+      `SELECT n_live_tup AS rows, pg_total_relation_size(relid) AS bytes,
+              EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') AS citus
          FROM pg_stat_user_tables
         WHERE relname = 'idempotency_keys' AND schemaname = current_schema()`,
     );
+    if (row?.citus) return this.distributedStorage();
     return row ?? { rows: 0, bytes: 0 };
+  }
+
+  /**
+   * On Citus the coordinator's table is an empty shell: the keys are in its shards,
+   * on the workers, so their statistics are summed there.
+   */
+  private async distributedStorage(): Promise<{ rows: number; bytes: number }> {
+    const [row] = await this.tx.query<{ rows: number; bytes: number }>(
+      `SELECT (SELECT coalesce(sum(result::bigint), 0)::bigint
+                 FROM run_command_on_shards('idempotency_keys',
+                        $$SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = '%s'::regclass$$)
+                WHERE success) AS rows,
+              citus_total_relation_size('idempotency_keys') AS bytes`,
+    );
+    return row;
   }
 
   /**

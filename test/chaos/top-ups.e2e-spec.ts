@@ -4,6 +4,7 @@ import { type ApiProcess, startApi } from '../../lab/api-process.js';
 import { FaultyProxy } from '../../lab/faulty-proxy.js';
 import { reconcile } from '../../src/audit/reconciliation.js';
 import { useTestDatabase } from '../support/databases.js';
+import { createSequence, inject } from '../support/db-faults.js';
 import { DEMO_API_KEY, demoFundedAccount, demoPost } from '../support/demo-merchant.js';
 import { ledgerViolations } from '../support/invariants.js';
 import { startTestProcessor, type TestProcessor } from '../support/processor.js';
@@ -29,17 +30,19 @@ beforeAll(async () => {
   toProcessor = await FaultyProxy.start(Number(new URL(processor.url).port));
   // Phase (c) of one top-up amount sleeps inside its transaction, once: a window to
   // kill the API after the processor charged and before the credit committed.
-  await db.sql.query(`
-    CREATE SEQUENCE slow_once;
-    CREATE FUNCTION slow_top_up_credit() RETURNS trigger LANGUAGE plpgsql AS $$
+  await createSequence(db.sql, 'slow_once');
+  await inject(
+    db.sql,
+    `CREATE FUNCTION slow_top_up_credit() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
       IF NEW.type = 'top_up' AND NEW.amount = 2222 AND nextval('slow_once') = 1 THEN
         PERFORM pg_sleep(3);
       END IF;
       RETURN NEW;
-    END $$;
-    CREATE TRIGGER slow_top_up_credit BEFORE INSERT ON ledger_entries
-      FOR EACH ROW EXECUTE FUNCTION slow_top_up_credit();`);
+    END $$`,
+    `CREATE TRIGGER slow_top_up_credit BEFORE INSERT ON ledger_entries
+      FOR EACH ROW EXECUTE FUNCTION slow_top_up_credit()`,
+  );
 });
 afterEach(async () => {
   for (const api of running.splice(0)) {
@@ -193,8 +196,11 @@ describe('a misbehaving processor, under load', () => {
 
     expect(results.every((r) => r.status === 201)).toBe(true);
     const { rows } = await db.sql.query<{ id: string; n: number }>(
-      `SELECT id, (SELECT count(*)::int FROM ledger_entries l WHERE l.source_id = t.id) AS n
-         FROM top_ups t WHERE account_id = ANY($1)`,
+      `SELECT t.id, count(l.id)::int AS n
+         FROM top_ups t
+         LEFT JOIN ledger_entries l ON l.merchant_id = t.merchant_id AND l.source_id = t.id
+        WHERE t.account_id = ANY($1)
+        GROUP BY t.id`,
       [accounts],
     );
     expect(rows).toHaveLength(ops.length);
