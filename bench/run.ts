@@ -5,6 +5,13 @@
 //   BENCH_DURATION=10 BENCH_CONCURRENCY=8,32,128 BENCH_WARMUP=15 npm run bench
 //   BENCH_API_DATABASE_URL=...  the API reaches the database this way (e.g. PgBouncer);
 //                    the bench's own queries and the ceiling go to DATABASE_URL
+//   BENCH_PGBOUNCER=unnamed|named  the API goes through a PgBouncer started here
+//                    (lab/pgbouncer.ts; transaction mode, DB_POOLER=transaction): with
+//                    unnamed statements, or named ones tracked by PgBouncer 1.21+
+//                    (max_prepared_statements; PGBOUNCER_BIN names such a build)
+//   DATABASE_URL=<a Citus coordinator>  a fresh payments_bench database on every node
+//                    of the cluster, distributed by the migrations; DB CPU is the
+//                    coordinator's and the workers' backends
 //   BENCH_WEBHOOK=1  the merchant has a webhook endpoint (a sink in this process that
 //                    answers 204): every event is delivered while the load runs
 //
@@ -19,6 +26,8 @@ import { cpus } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { type ApiProcess, projectRoot, startApi } from '../lab/api-process.js';
+import { citusWorkers, createCitusDatabase, dropCitusDatabase } from '../lab/citus.js';
+import { startPgBouncer } from '../lab/pgbouncer.js';
 import { migrate } from '../src/database/data-source.js';
 import { openDatabase } from '../src/database/open-database.js';
 import { hashApiKey } from '../src/merchants/api-key.js';
@@ -34,6 +43,8 @@ interface Result {
   apiRssMb: number | null;
   apiCpuMs: number | null;
   dbCpuMs: number | null;
+  /** BENCH_PGBOUNCER: PgBouncer's CPU per request. */
+  poolerCpuMs?: number | null;
 }
 
 /** The requests of one autocannon scenario (everything but connections and duration). */
@@ -44,6 +55,7 @@ const WARMUP = Number(process.env.BENCH_WARMUP ?? 15);
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '8,32,128').split(',').map(Number);
 const SCENARIOS = process.env.BENCH_SCENARIOS?.split(',');
 const WEBHOOK = process.env.BENCH_WEBHOOK === '1';
+const PGBOUNCER = process.env.BENCH_PGBOUNCER as 'unnamed' | 'named' | undefined;
 const ACCOUNTS = 1_000;
 const API_KEY = `sk_bench_${randomUUID().replaceAll('-', '')}`;
 const MERCHANT = 'mch_bench';
@@ -71,14 +83,17 @@ async function main(): Promise<void> {
   const accounts = await seed(db);
   const hot = accounts[0];
   const sink = WEBHOOK ? await webhookSink(db) : undefined;
+  const bouncer = PGBOUNCER ? await benchPgBouncer(database.url, PGBOUNCER) : undefined;
+  poolerPid = bouncer?.pid;
 
   const api = await startApi({
     env: {
       // BENCH_API_DATABASE_URL: the API's way to the same database, e.g. through
       // PgBouncer (with DB_POOLER and DB_PREPARED_STATEMENTS set for it, inherited).
-      DATABASE_URL: process.env.BENCH_API_DATABASE_URL ?? database.url,
+      DATABASE_URL: bouncer?.url ?? process.env.BENCH_API_DATABASE_URL ?? database.url,
       NODE_ENV: 'production',
       DB_POOL_SIZE: process.env.DB_POOL_SIZE ?? '10',
+      ...(bouncer ? { DB_POOLER: 'transaction', DB_PREPARED_STATEMENTS: PGBOUNCER } : {}),
     },
     // e.g. BENCH_API_NODE_ARGS='--cpu-prof --cpu-prof-dir=bench/profiles' to profile the API
     nodeArgs: process.env.BENCH_API_NODE_ARGS?.split(' ').filter(Boolean) ?? [],
@@ -124,6 +139,7 @@ async function main(): Promise<void> {
   } finally {
     api.child.kill('SIGTERM');
     await api.exited();
+    await bouncer?.stop();
     sink?.close();
     await db.end();
     await database.close();
@@ -238,7 +254,7 @@ async function run(
   const ticker = ticking(`${name} c=${connections}`);
   const cpu = await cpuMeter(db, pid);
   const result = await autocannon({ ...options(), connections, duration: DURATION, headers });
-  const { apiCpuMs, dbCpuMs } = await cpu.perRequest(result.requests.total);
+  const { apiCpuMs, dbCpuMs, poolerCpuMs } = await cpu.perRequest(result.requests.total);
   clearInterval(sampler);
   clearInterval(ticker);
   const expected = name === 'duplicates' ? [409] : [];
@@ -258,6 +274,7 @@ async function run(
     apiRssMb: Math.round(peakRss),
     apiCpuMs,
     dbCpuMs,
+    ...(poolerPid ? { poolerCpuMs } : {}),
   });
 }
 
@@ -319,27 +336,43 @@ async function ceiling(
 }
 
 /**
- * CPU per request of the API process and of PostgreSQL's processes (every backend
- * and background process pg_stat_activity lists), read from /proc: where the time
- * goes. Null where /proc does not have them (another OS, a remote database).
+ * CPU per request of the API process, of PostgreSQL's processes (every backend and
+ * background process pg_stat_activity lists; on Citus, the workers' too) and of the
+ * PgBouncer, read from /proc: where the time goes. Null where /proc does not have
+ * them (another OS, a remote database).
  */
 async function cpuMeter(db: pg.Pool, apiPid?: number) {
-  const databasePids = async () =>
-    (await db.query<{ pid: number }>('SELECT pid FROM pg_stat_activity')).rows.map((r) => r.pid);
-  const before = cpuSeconds([apiPid, ...(await databasePids())]);
+  const pids = async () => [apiPid, poolerPid, ...(await databasePids(db))];
+  const before = cpuSeconds(await pids());
   return {
     async perRequest(requests: number) {
-      const after = cpuSeconds([apiPid, ...(await databasePids())]);
+      const after = cpuSeconds(await pids());
       const used = (pid: number) => (after.get(pid) ?? 0) - (before.get(pid) ?? 0);
       const msPerRequest = (seconds: number) =>
         requests > 0 && seconds > 0 ? round((seconds * 1000) / requests) : null;
-      const dbSeconds = [...after.keys()].filter((pid) => pid !== apiPid).map(used);
+      const dbSeconds = [...after.keys()]
+        .filter((pid) => pid !== apiPid && pid !== poolerPid)
+        .map(used);
       return {
         apiCpuMs: apiPid ? msPerRequest(used(apiPid)) : null,
         dbCpuMs: msPerRequest(dbSeconds.reduce((a, b) => a + b, 0)),
+        poolerCpuMs: poolerPid ? msPerRequest(used(poolerPid)) : null,
       };
     },
   };
+}
+
+/** BENCH_PGBOUNCER: the PgBouncer's process, whose CPU is reported on its own. */
+let poolerPid: number | undefined;
+
+/** PostgreSQL's processes: the server's, or on Citus the coordinator's and every worker's. */
+async function databasePids(db: pg.Pool): Promise<number[]> {
+  const local = (await db.query<{ pid: number }>('SELECT pid FROM pg_stat_activity')).rows;
+  if (!citus) return local.map((r) => r.pid);
+  const { rows } = await db.query<{ result: string }>(
+    `SELECT result FROM run_command_on_workers('SELECT string_agg(pid::text, '','') FROM pg_stat_activity')`,
+  );
+  return [...local.map((r) => r.pid), ...rows.flatMap((r) => r.result.split(',').map(Number))];
 }
 
 /** CPU seconds (user + system, all threads) each process has used so far, from /proc. */
@@ -438,9 +471,28 @@ async function measureKeyStorage(db: pg.Pool): Promise<KeyStorage> {
 
 // ---- set-up -------------------------------------------------------------------
 
+/** Whether the bench database is on a Citus cluster. */
+let citus = false;
+
 async function benchDatabase(): Promise<{ url: string; label: string; close(): Promise<void> }> {
   if (process.env.DATABASE_URL) {
-    return { url: process.env.DATABASE_URL, label: 'DATABASE_URL', close: () => Promise.resolve() };
+    const workers = await citusWorkers(process.env.DATABASE_URL);
+    if (!workers) {
+      return {
+        url: process.env.DATABASE_URL,
+        label: 'DATABASE_URL',
+        close: () => Promise.resolve(),
+      };
+    }
+    // Citus: a fresh database on every node, as the tests make theirs (lab/citus.ts).
+    citus = true;
+    await dropCitusDatabase(process.env.DATABASE_URL, 'payments_bench');
+    const url = await createCitusDatabase(process.env.DATABASE_URL, 'payments_bench');
+    return {
+      url,
+      label: `Citus coordinator and ${workers.length} workers, fresh payments_bench database`,
+      close: () => Promise.resolve(),
+    };
   }
   const embedded = await openDatabase({ DATA_DIR: process.env.DATA_DIR ?? '.data' });
   const admin = new pg.Client({ connectionString: embedded.url });
@@ -455,6 +507,22 @@ async function benchDatabase(): Promise<{ url: string; label: string; close(): P
     label: 'embedded PostgreSQL, fresh payments_bench database',
     close: () => embedded.close(),
   };
+}
+
+/**
+ * BENCH_PGBOUNCER: a PgBouncer in transaction mode between the API and the database,
+ * with more server connections than the API's pool, so that it never makes it wait.
+ */
+async function benchPgBouncer(target: string, statements: 'unnamed' | 'named') {
+  const bouncer = await startPgBouncer({
+    target,
+    poolSize: 20,
+    ...(statements === 'named' ? { maxPreparedStatements: 200 } : {}),
+  });
+  log(
+    `PgBouncer ${bouncer.version}, transaction mode, ${statements} statements, on ${bouncer.port}`,
+  );
+  return bouncer;
 }
 
 /**
@@ -531,15 +599,19 @@ function report(): void {
         r.name === (name === 'charge-hot' ? 'ceiling-hot' : 'ceiling-spread') &&
         r.concurrency === c,
     )?.rps;
+  const pooled = results.some((r) => r.poolerCpuMs !== undefined);
   console.log(
-    '\n| scenario | c | req/s | p50 ms | p99 ms | errors | API RSS MB | API CPU ms/req | DB CPU ms/req | × ceiling |',
+    '\n| scenario | c | req/s | p50 ms | p99 ms | errors | API RSS MB | API CPU ms/req | DB CPU ms/req |' +
+      (pooled ? ' PgBouncer CPU ms/req |' : '') +
+      ' × ceiling |',
   );
-  console.log('|---|---|---|---|---|---|---|---|---|---|');
+  console.log(`|---|---|---|---|---|---|---|---|---|${pooled ? '---|' : ''}---|`);
   for (const r of results) {
     const ceilingRps = r.name.startsWith('charge') ? ceilingOf(r.name, r.concurrency) : undefined;
     const ratio = ceilingRps ? (r.rps / ceilingRps).toFixed(2) : '';
+    const pooler = pooled ? ` ${r.poolerCpuMs ?? ''} |` : '';
     console.log(
-      `| ${r.name} | ${r.concurrency} | ${r.rps} | ${r.p50Ms} | ${r.p99Ms} | ${r.errors} | ${r.apiRssMb ?? ''} | ${r.apiCpuMs ?? ''} | ${r.dbCpuMs ?? ''} | ${ratio} |`,
+      `| ${r.name} | ${r.concurrency} | ${r.rps} | ${r.p50Ms} | ${r.p99Ms} | ${r.errors} | ${r.apiRssMb ?? ''} | ${r.apiCpuMs ?? ''} | ${r.dbCpuMs ?? ''} |${pooler} ${ratio} |`,
     );
   }
   if (keyStorage) {

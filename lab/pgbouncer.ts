@@ -19,6 +19,8 @@ export interface PgBouncer {
   url: string;
   port: number;
   version: string;
+  /** Its process, for the benchmark's CPU columns. */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -97,6 +99,7 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
     url: url.toString(),
     port,
     version: found.version,
+    pid: child.pid!,
     async stop() {
       child.kill('SIGTERM');
       await exited;
