@@ -28,7 +28,10 @@ export interface PgBouncerOptions {
   /** Any URL of the server to pool (its database part is ignored: every database is served). */
   target: string;
   mode?: 'transaction' | 'session';
-  /** PgBouncer 1.21+: prepared statements it tracks per client (0: none, as 1.18 does). */
+  /**
+   * PgBouncer 1.21+: prepared statements it tracks per client (0: none, as 1.18 does;
+   * unset: PgBouncer's default, 200 since 1.22).
+   */
   maxPreparedStatements?: number;
   /** Server connections per database and user. */
   poolSize?: number;
@@ -41,6 +44,15 @@ export function findPgBouncer(): { bin: string; version: string } | undefined {
   if (probe.status !== 0) return undefined;
   const version = /PgBouncer (\S+)/.exec(probe.stdout)?.[1] ?? 'unknown';
   return { bin, version };
+}
+
+/**
+ * Whether a PgBouncer of this version can track prepared statements
+ * (`max_prepared_statements`, 1.21+; on by default, 200, since 1.22).
+ */
+export function tracksPreparedStatements(version: string): boolean {
+  const [major, minor] = version.split('.').map(Number);
+  return major > 1 || (major === 1 && minor >= 21);
 }
 
 export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBouncer> {

@@ -3,7 +3,12 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { DataSource } from 'typeorm';
 import { killApis, startApi } from '../lab/api-process.js';
-import { findPgBouncer, type PgBouncer, startPgBouncer } from '../lab/pgbouncer.js';
+import {
+  findPgBouncer,
+  type PgBouncer,
+  startPgBouncer,
+  tracksPreparedStatements,
+} from '../lab/pgbouncer.js';
 import { MIGRATIONS } from '../src/database/data-source.js';
 import { TransactionHost } from '../src/database/transaction-host.js';
 import { createTestDatabase, onPort, testPool } from './support/databases.js';
@@ -129,8 +134,13 @@ describeWithPgBouncer('prepared statements through a pooler that does not track 
   beforeAll(async () => {
     database = await createTestDatabase({ migrated: false });
     // One server connection for every client: the second client's statement runs
-    // where the first one's was prepared.
-    bouncer = await startPgBouncer({ target: process.env.TEST_ADMIN_URL!, poolSize: 1 });
+    // where the first one's was prepared. A PgBouncer that can track statements
+    // (1.21+, PGBOUNCER_BIN) is told not to, to be the 1.18 that Debian ships.
+    bouncer = await startPgBouncer({
+      target: process.env.TEST_ADMIN_URL!,
+      poolSize: 1,
+      ...(tracksPreparedStatements(found!.version) && { maxPreparedStatements: 0 }),
+    });
   });
 
   afterAll(async () => {

@@ -7,7 +7,11 @@ import pg from 'pg';
 import { migrate } from '../../dist/database/data-source.js';
 import { startEmbeddedPostgres } from '../../dist/database/embedded-postgres.js';
 import { citusWorkers } from '../../build/lab/citus.js';
-import { findPgBouncer, startPgBouncer } from '../../build/lab/pgbouncer.js';
+import {
+  findPgBouncer,
+  startPgBouncer,
+  tracksPreparedStatements,
+} from '../../build/lab/pgbouncer.js';
 
 /**
  * One PostgreSQL for the whole run: the embedded one by default, or the server of
@@ -71,7 +75,7 @@ export default async function globalSetup() {
  * named statements; an older one gets DB_PREPARED_STATEMENTS=unnamed.
  */
 async function throughPgBouncer(adminUrl) {
-  const tracks = versionAtLeast(findPgBouncer()?.version ?? '0', [1, 21]);
+  const tracks = tracksPreparedStatements(findPgBouncer()?.version ?? '0');
   const bouncer = await startPgBouncer({
     target: adminUrl,
     ...(tracks && { maxPreparedStatements: 200 }),
@@ -83,9 +87,4 @@ async function throughPgBouncer(adminUrl) {
   console.log(
     `\n  e2e through PgBouncer ${bouncer.version} (transaction mode, ${process.env.DB_PREPARED_STATEMENTS} statements) on port ${bouncer.port}`,
   );
-}
-
-function versionAtLeast(version, [major, minor]) {
-  const [a, b] = version.split('.').map(Number);
-  return a > major || (a === major && b >= minor);
 }
