@@ -104,17 +104,20 @@ export class EventsService {
    * statement. An event exists if and only if the change it tells of committed:
    * written after the commit it could be lost, written before it could announce
    * a rollback. Sending it is the dispatcher's, afterwards (decision 0013).
+   *
+   * The deliveries name the merchant and the event by parameter, not from the
+   * CTE's rows: a data-modifying CTE runs whether or not it is read, and on Citus
+   * an INSERT … SELECT keyed by parameters goes to the merchant's node in one
+   * step, where one keyed from the CTE was repartitioned through the coordinator
+   * (1 ms against 14-56 ms per charge).
    */
   recordAtCommit(merchantId: string, type: EventType, object: unknown): void {
     this.tx.atCommit(
       `WITH event AS (
-         INSERT INTO events (merchant_id, id, type, data) VALUES ($1, $2, $3, $4)
-         RETURNING merchant_id, id)
+         INSERT INTO events (merchant_id, id, type, data) VALUES ($1, $2, $3, $4))
        INSERT INTO webhook_deliveries (merchant_id, event_id, endpoint_id)
-       SELECT event.merchant_id, event.id, endpoint.id
-         FROM event JOIN webhook_endpoints endpoint
-           ON endpoint.merchant_id = event.merchant_id
-          AND endpoint.enabled AND endpoint.deleted_at IS NULL`,
+       SELECT $1, $2, endpoint.id FROM webhook_endpoints endpoint
+        WHERE endpoint.merchant_id = $1 AND endpoint.enabled AND endpoint.deleted_at IS NULL`,
       [merchantId, newId('event'), type, JSON.stringify({ object })],
     );
   }
