@@ -131,14 +131,17 @@ const hostileText = fc.oneof(
   fc.string({ unit: 'binary', maxLength: 200 }),
   fc.json(),
 );
+// The weights keep requests that do the work common enough that every seed reaches
+// it: 13-15 valid charges in a run of 300 POSTs (with equal weights, 0-4, and a
+// seed with none failed the variety check below).
 const body = (valid: fc.Arbitrary<Record<string, unknown>>) =>
   fc.oneof(
-    { weight: 2, arbitrary: valid.map((b) => JSON.stringify(b)) },
+    { weight: 3, arbitrary: valid.map((b) => JSON.stringify(b)) },
     { weight: 3, arbitrary: nearlyValid(valid).map((b) => JSON.stringify(b) ?? 'null') },
     { weight: 2, arbitrary: hostileText },
   );
 const idempotencyKey = fc.oneof(
-  fc.uuid(),
+  { weight: 3, arbitrary: fc.uuid() },
   headerValue,
   fc.constant(undefined),
   fc.uuid().map((u) => `"${u}"`),
@@ -158,7 +161,7 @@ const contentType = fc.oneof(
 );
 const postPath = () =>
   fc.oneof(
-    fc.constant('/charges'),
+    { weight: 2, arbitrary: fc.constant('/charges') },
     fc.constant('/accounts'),
     fc
       .constantFrom(account, 'acct_missing', '%00', '..', '%FF')
