@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 
 /** Crockford's base32: no I, L, O or U, so ids survive being read aloud or retyped. */
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
@@ -34,7 +34,7 @@ export function newId(kind: IdKind, now = Date.now()): string {
       if (random[i] !== 0) break;
     }
   } else {
-    random = randomBytes(10);
+    random = randomBytes10();
     lastTime = now;
   }
   lastRandom = random;
@@ -50,15 +50,30 @@ function encodeTime(ms: number): string {
   return out;
 }
 
+/** 80 bits as 16 characters: two 40-bit halves, each exact in a double. */
 function encodeRandom(bytes: Buffer): string {
-  let bits = 0n;
-  for (const b of bytes) bits = (bits << 8n) | BigInt(b);
+  return encode40(bytes.readUIntBE(0, 5)) + encode40(bytes.readUIntBE(5, 5));
+}
+
+function encode40(n: number): string {
   let out = '';
-  for (let i = 0; i < 16; i++) {
-    out = ALPHABET[Number(bits & 31n)] + out;
-    bits >>= 5n;
+  for (let i = 0; i < 8; i++) {
+    out = ALPHABET[n % 32] + out;
+    n = Math.floor(n / 32);
   }
   return out;
+}
+
+/** Random bytes drawn from a pool filled 400 ids at a time: one call to the CSPRNG, not one per id. */
+const pool = Buffer.alloc(4_000);
+let poolUsed = pool.length;
+function randomBytes10(): Buffer {
+  if (poolUsed === pool.length) {
+    randomFillSync(pool);
+    poolUsed = 0;
+  }
+  poolUsed += 10;
+  return Buffer.from(pool.subarray(poolUsed - 10, poolUsed));
 }
 
 /** True when `id` has the shape newId(kind) produces. */

@@ -72,6 +72,15 @@ export class AppConfig {
   @Min(0)
   IDEMPOTENCY_PURGE_INTERVAL_SECONDS = 60;
 
+  /**
+   * Completed responses each instance keeps in memory, so that a retry it has seen
+   * complete is replayed without a database round trip; 0 keeps none.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  IDEMPOTENCY_CACHE_SIZE = 10_000;
+
   /** false: no /metrics route and no collection. */
   @Transform(({ value }: { value: unknown }) =>
     value === 'false' ? false : value === 'true' ? true : value,

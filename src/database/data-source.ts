@@ -13,6 +13,7 @@ import { AccountLifecycle1764662400000 } from './migrations/1764662400000-accoun
 import { TopUps1764748800000 } from './migrations/1764748800000-top-ups.js';
 import { Events1764835200000 } from './migrations/1764835200000-events.js';
 import { DistributeByMerchant1764921600000 } from './migrations/1764921600000-distribute-by-merchant.js';
+import { ClaimChecksCompleted1765008000000 } from './migrations/1765008000000-claim-checks-completed.js';
 import { Refund } from '../refunds/refund.entity.js';
 
 export const ENTITIES = [Merchant, Account, Deposit, Charge, Refund, LedgerEntry, IdempotencyKey];
@@ -24,6 +25,7 @@ export const MIGRATIONS = [
   TopUps1764748800000,
   Events1764835200000,
   DistributeByMerchant1764921600000,
+  ClaimChecksCompleted1765008000000,
 ];
 
 /**

@@ -1,5 +1,6 @@
 import { Inject, Injectable, Optional } from '@nestjs/common';
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Writable } from 'node:stream';
 import { createHash } from 'node:crypto';
 import { type Pool, type PoolClient, type QueryConfig, type QueryResultRow } from 'pg';
 import { DataSource, type EntityTarget, type ObjectLiteral, type Repository } from 'typeorm';
@@ -19,6 +20,10 @@ interface OpenTransaction {
   open: boolean;
   /** Statements to send with COMMIT, without waiting between them (see atCommit). */
   atCommit: QueryConfig[];
+  /** What to do once COMMIT has succeeded (see afterCommit). */
+  afterCommit: Array<() => void>;
+  /** Date.now() before BEGIN was sent: no later than the transaction's now(). */
+  startedAt: number;
 }
 
 /**
@@ -55,15 +60,23 @@ export class TransactionHost {
   /** Runs `work` in one transaction: commit when it resolves, roll back when it throws. */
   async run<T>(work: () => Promise<T>): Promise<T> {
     if (this.storage.getStore()) return work(); // already inside: join it
+    const startedAt = Date.now();
     const client = await this.pool.connect();
     // A connection that breaks while checked out emits 'error'; the failed query
     // reports it, so the event itself needs a listener only so it cannot crash us.
     client.on('error', ignore);
-    const transaction: OpenTransaction = { client, open: false, atCommit: [] };
+    const transaction: OpenTransaction = {
+      client,
+      open: false,
+      atCommit: [],
+      afterCommit: [],
+      startedAt,
+    };
     try {
       const result = await this.storage.run(transaction, work);
       await this.commit(transaction);
       client.release();
+      for (const action of transaction.afterCommit) action();
       return result;
     } catch (error) {
       await this.rollback(transaction);
@@ -82,6 +95,20 @@ export class TransactionHost {
     const transaction = this.storage.getStore();
     if (!transaction) throw new Error('atCommit() needs a transaction');
     transaction.atCommit.push(this.prepared(sql, params));
+  }
+
+  /** Runs `action` once the current transaction has committed; never if it rolls back. */
+  afterCommit(action: () => void): void {
+    const transaction = this.storage.getStore();
+    if (!transaction) throw new Error('afterCommit() needs a transaction');
+    transaction.afterCommit.push(action);
+  }
+
+  /** When the current transaction started, in epoch ms: no later than its now() in SQL. */
+  get startedAt(): number {
+    const transaction = this.storage.getStore();
+    if (!transaction) throw new Error('startedAt needs a transaction');
+    return transaction.startedAt;
   }
 
   get inTransaction(): boolean {
@@ -111,6 +138,7 @@ export class TransactionHost {
     const statement = this.prepared(sql, params);
     if (!transaction) return (await this.pool.query<T>(statement)).rows;
     const { client } = transaction;
+    sendTogether(client);
     if (transaction.open) return (await client.query<T>(statement)).rows;
     transaction.open = true;
     const [, result] = await Promise.all([client.query(this.begin), client.query<T>(statement)]);
@@ -125,6 +153,7 @@ export class TransactionHost {
       transaction.open = true;
     }
     const { client } = transaction;
+    sendTogether(client);
     const results = await Promise.allSettled(statements.map((s) => client.query(s)));
     // COMMIT answered: the transaction is over, committed, or rolled back when a
     // statement before it failed (PostgreSQL ends an aborted transaction that way).
@@ -191,6 +220,23 @@ function named(text: string, values: unknown[]): QueryConfig {
  */
 function unnamed(text: string, values: unknown[]): QueryConfig {
   return values.length === 0 ? { text } : { text, values };
+}
+
+/**
+ * Holds the statements sent on this connection until the event loop's current turn
+ * is over, then writes them to the socket at once: one system call and one TCP
+ * segment instead of one per statement. On a loopback connection each write costs
+ * the sender the receiver's share of the network stack too, and it was the API's
+ * largest single cost (a third of its CPU per charge, in the profile of
+ * docs/benchmarks.md). PostgreSQL answers them in order as before; only the writes
+ * are merged. node-postgres corks the socket around each statement itself, and
+ * corks nest: its uncork leaves ours in place.
+ */
+function sendTogether(client: PoolClient): void {
+  const socket = (client as unknown as { connection?: { stream?: Writable } }).connection?.stream;
+  if (!socket?.cork || socket.writableCorked > 0) return; // not a socket, or already held
+  socket.cork();
+  setImmediate(() => socket.uncork());
 }
 
 function ignore(): void {}

@@ -1,10 +1,10 @@
-import { Logger } from '@nestjs/common';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { randomUUID } from 'node:crypto';
+import { AccessLog } from './access-log.js';
 import type { ApiRequest } from './api-request.js';
 
 const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
-const logger = new Logger('HTTP');
+const accessLog = new AccessLog('HTTP');
 
 /**
  * Gives every request an id (the client's X-Request-Id when it sent a sane one),
@@ -23,7 +23,7 @@ export function installRequestContext(http: FastifyInstance): void {
   });
   http.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done) => {
     const req = request as ApiRequest;
-    logger.log({
+    accessLog.log({
       msg: 'request',
       requestId: req.requestId,
       method: req.method,

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /**
  * JSON with object keys sorted at every depth and no white space, so that two
@@ -22,5 +22,5 @@ export function canonicalJson(value: unknown): string {
  */
 export function requestFingerprint(method: string, path: string, body: unknown): string {
   const canonical = canonicalJson(body ?? {});
-  return createHash('sha256').update(`${method.toUpperCase()} ${path}\n${canonical}`).digest('hex');
+  return hash('sha256', `${method.toUpperCase()} ${path}\n${canonical}`, 'hex');
 }

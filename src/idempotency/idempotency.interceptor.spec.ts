@@ -11,6 +11,7 @@ import { MetricsService } from '../metrics/metrics.service.js';
 import type { AppConfig } from '../config/config.js';
 import {
   type IdempotencyService,
+  KeyCompleted,
   type KeyedRequest,
   KeyInUse,
   type StoredKey,
@@ -47,11 +48,25 @@ class InMemoryKeys {
   async lookup(merchantId: string, key: string) {
     return this.rows.get(`${merchantId}:${key}`) ?? null;
   }
-  /** Like the real one: a failed claim aborts the transaction, before the handler's work. */
+  /** The memory of completed responses is off here (completed-responses.spec.ts tests it). */
+  recall() {
+    return undefined;
+  }
+  /**
+   * Like the real one: the lookup travels with the claim; a completed or held key
+   * fails it and aborts the transaction, before the handler's work.
+   */
   async claim(merchantId: string, key: string) {
-    if (!this.locked.has(`${merchantId}:${key}`)) return;
-    this.tx.aborted = true;
-    throw new KeyInUse();
+    const stored = this.rows.get(`${merchantId}:${key}`) ?? null;
+    if (stored && !stored.expired) {
+      this.tx.aborted = true;
+      throw new KeyCompleted(stored);
+    }
+    if (this.locked.has(`${merchantId}:${key}`)) {
+      this.tx.aborted = true;
+      throw new KeyInUse();
+    }
+    return stored;
   }
   /** Probes of a held key; `onProbe` plays the original finishing meanwhile. */
   probes = 0;

@@ -18,13 +18,14 @@ import { MetricsService } from '../metrics/metrics.service.js';
 import { requestFingerprint } from './fingerprint.js';
 import { parseIdempotencyKey } from './idempotency-key.js';
 import { keyInUse, keyReused } from './key-problems.js';
+import type { CompletedRequest } from './completed-responses.js';
 import {
   IdempotencyService,
   isKeyAlreadyStored,
+  KeyCompleted,
   type KeyedRequest,
   KeyInUse,
   type PhasedRequest,
-  type StoredKey,
 } from './idempotency.service.js';
 import { IDEMPOTENT, type IdempotentOptions } from './idempotent.decorator.js';
 import { preferredWaitSeconds } from './prefer-wait.js';
@@ -48,13 +49,17 @@ const MAX_PAUSE_MS = 250;
  * Makes a route idempotent (contract §4). In the order of the flow:
  *
  * 1. read the Idempotency-Key (400 when missing on a money route, or malformed);
- * 2. a completed key: replay its stored response (422 if the request differs);
- * 3. otherwise BEGIN, and claim the key with a non-blocking lock (409 if taken,
- *    or, with `Prefer: wait=N`, wait for it without holding a connection);
- * 4. run the handler: its writes join this transaction (its first statement
- *    travels with the claim, and PostgreSQL runs it only if the claim succeeded);
- * 5. store the response under the key, and COMMIT: the work and its memory are
+ * 2. BEGIN, look the key up and claim it with a non-blocking lock, in one round
+ *    trip: a completed key has its stored response replayed (422 if the request
+ *    differs); a key another request holds gets 409 (or, with `Prefer: wait=N`,
+ *    a wait for it without holding a connection);
+ * 3. run the handler: its writes join this transaction (its first statement
+ *    travels with the claim, and PostgreSQL runs it only if the key was new);
+ * 4. store the response under the key, and COMMIT: the work and its memory are
  *    one atomic fact. Any unexpected error rolls all of it back, key included.
+ *
+ * A response this instance has already seen complete is replayed from memory,
+ * before step 2: it cannot change until its key expires (decision 0015).
  */
 @Injectable()
 export class IdempotencyInterceptor implements NestInterceptor {
@@ -138,10 +143,12 @@ export class IdempotencyInterceptor implements NestInterceptor {
     request: KeyedRequest,
     next: CallHandler,
   ): Promise<Outcome> {
-    const stored = await this.keys.lookup(request.merchantId, request.key);
-    if (stored && !stored.expired) {
+    const remembered = this.keys.recall(request.merchantId, request.key);
+    const stored = remembered ? null : await this.keys.lookup(request.merchantId, request.key);
+    const completed = remembered ?? (stored && !stored.expired ? stored : undefined);
+    if (completed) {
       this.metrics.countIdempotency('replayed');
-      return { ...this.replay(stored, request), preferredWait: 0 };
+      return { ...this.replay(completed, request), preferredWait: 0 };
     }
     const keyed: PhasedRequest = { ...request, expiredRow: stored };
     req.keyed = keyed;
@@ -170,18 +177,18 @@ export class IdempotencyInterceptor implements NestInterceptor {
     options: IdempotentOptions,
     routeStatus: number,
   ): Promise<Omit<Outcome, 'preferredWait'> | undefined> {
-    const stored = await this.keys.lookup(request.merchantId, request.key);
-    if (stored && !stored.expired) return this.replay(stored, request);
-
-    // A new key, or an expired one (it counts as unused, and is replaced).
+    const remembered = this.keys.recall(request.merchantId, request.key);
+    if (remembered) return this.replay(remembered, request);
     try {
       const response = await this.tx.run(() =>
-        this.claimAndExecute(request, stored, next, options, routeStatus),
+        this.claimAndExecute(request, next, options, routeStatus),
       );
       return { response, replayed: false };
     } catch (error) {
+      if (error instanceof KeyCompleted) return this.replay(error.stored, request);
       if (error instanceof KeyInUse) return undefined;
       if (!isKeyAlreadyStored(error)) throw error;
+      // Stored by another request after our lookup: replay that.
       const winner = await this.keys.lookup(request.merchantId, request.key);
       return winner && !winner.expired ? this.replay(winner, request) : undefined;
     }
@@ -191,17 +198,15 @@ export class IdempotencyInterceptor implements NestInterceptor {
    * Inside the transaction: claim the key, run the handler, and queue the stored
    * response for COMMIT. The claim and the handler's first statement leave in the
    * same round trip: the handler starts without waiting for the claim's answer
-   * (the claim is on the wire first: TransactionHost.query() writes the statement
-   * to the connection before it returns its promise).
+   * (the claim is on the wire first: TransactionHost.query() queues a statement
+   * on the connection before it returns its promise).
    * That is safe because the handler only acts through this transaction: if the
-   * key is taken, the claim fails, the transaction is aborted, and PostgreSQL
-   * refuses every statement queued behind the claim. The claim's outcome decides
-   * first; the handler's is only looked at once the key is ours.
+   * key is taken or completed, the claim fails, the transaction is aborted, and
+   * PostgreSQL refuses every statement queued behind the claim. The claim's
+   * outcome decides first; the handler's is only looked at once the key is ours.
    */
   private async claimAndExecute(
     request: KeyedRequest,
-    /** The key's expired row, if the lookup found one: it is replaced at COMMIT. */
-    expiredRow: StoredKey | null,
     next: CallHandler,
     options: IdempotentOptions,
     routeStatus: number,
@@ -212,7 +217,8 @@ export class IdempotencyInterceptor implements NestInterceptor {
     ]);
     if (claimed.status === 'rejected') throw claimed.reason;
     if (executed.status === 'rejected') throw executed.reason;
-    this.keys.saveAtCommit(request, executed.value, expiredRow);
+    // claimed.value: the key's expired row, if it had one, replaced at COMMIT.
+    this.keys.saveAtCommit(request, executed.value, claimed.value);
     return executed.value;
   }
 
@@ -250,7 +256,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
     }
   }
 
-  private replay(stored: StoredKey, request: KeyedRequest): Omit<Outcome, 'preferredWait'> {
+  private replay(stored: CompletedRequest, request: KeyedRequest): Omit<Outcome, 'preferredWait'> {
     if (stored.fingerprint !== request.fingerprint) {
       this.metrics.countIdempotency('reused');
       throw keyReused(request.key, stored.requestMethod, stored.requestPath);

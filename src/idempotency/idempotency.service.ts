@@ -1,11 +1,12 @@
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.js';
 import { isLockNotAvailable, isUniqueViolation } from '../database/database-errors.js';
 import { TransactionHost } from '../database/transaction-host.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { IdempotencyKey } from './idempotency-key.entity.js';
+import { type CompletedRequest, CompletedResponses } from './completed-responses.js';
 import type { RecordedResponse } from './recorded-response.js';
 
 /** A request that carries an Idempotency-Key: what the key names, and what it is bound to. */
@@ -23,13 +24,23 @@ export interface KeyedRequest {
  * would only make one of them wait (409) for the other: 2^-64 per pair.
  */
 export function keyLockId(merchantId: string, key: string): bigint {
-  return createHash('sha256').update(`${merchantId}:${key}`).digest().readBigInt64BE(0);
+  return hash('sha256', `${merchantId}:${key}`, 'buffer').readBigInt64BE(0);
 }
 
 /** Another transaction holds the key: the request gets 409 (or waits, with Prefer: wait). */
 export class KeyInUse extends Error {
   constructor() {
     super('the idempotency key is held by another transaction');
+  }
+}
+
+/**
+ * The key has a live stored response: the request is a retry of a completed one,
+ * and gets that response replayed. Found by the claim's lookup (see claim()).
+ */
+export class KeyCompleted extends Error {
+  constructor(readonly stored: StoredKey) {
+    super('the idempotency key has a stored response');
   }
 }
 
@@ -64,11 +75,16 @@ export const PURGE_BATCH_SIZE = 1_000;
 /** The idempotency_keys table: its only writer. Stores completed idempotent requests. */
 @Injectable()
 export class IdempotencyService implements OnModuleInit {
+  /** The completed requests this instance has seen, to replay without the database. */
+  private readonly completed: CompletedResponses;
+
   constructor(
     private readonly tx: TransactionHost,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly metrics: MetricsService,
-  ) {}
+  ) {
+    this.completed = new CompletedResponses(config.IDEMPOTENCY_CACHE_SIZE);
+  }
 
   /** How each route run in phases finds a request under way (see trackInProgress). */
   private readonly inProgressLookups: Array<
@@ -156,27 +172,55 @@ export class IdempotencyService implements OnModuleInit {
         WHERE merchant_id = $1 AND key = $2`,
       [merchantId, key],
     );
+    if (row && !row.expired) this.completed.remember(merchantId, key, row, row.expiresAt.getTime());
     return row ?? null;
   }
 
   /**
-   * Claims the key for this transaction, or rejects with KeyInUse at once when
-   * another transaction holds it. A transaction-scoped advisory lock: it never
-   * waits, it is released by COMMIT or ROLLBACK (so a crash cannot leave a key
-   * stuck "in progress"), and it works through PgBouncer in transaction mode.
-   *
-   * The statement fails, rather than answering false, when the key is taken
-   * (claim_idempotency_key, see its migration): the handler's statements can then
-   * be sent right behind it, in the same round trip, and PostgreSQL refuses them
-   * (the transaction is aborted) unless the claim succeeded.
+   * The merchant's completed request with this key, if this instance has seen it
+   * complete (stored it, or found it stored) and it has not expired: a replay
+   * that costs no round trip. Undefined when only the database can tell.
    */
-  async claim(merchantId: string, key: string): Promise<void> {
-    try {
-      await this.tx.query('SELECT claim_idempotency_key($1)', [keyLockId(merchantId, key)]);
-    } catch (error) {
-      if (isLockNotAvailable(error)) throw new KeyInUse();
-      throw error;
+  recall(merchantId: string, key: string): CompletedRequest | undefined {
+    const completed = this.completed.recall(merchantId, key);
+    if (completed) this.metrics.countMemoryReplay();
+    return completed;
+  }
+
+  /**
+   * Claims the key for this transaction, in the round trip that opens it: the
+   * lookup of the key's row and the claim leave together with BEGIN (and with the
+   * handler's first statement behind them). Resolves with the key's expired row,
+   * to be replaced at COMMIT, or null for a new key. Rejects, at once and without
+   * waiting for anyone:
+   * - with KeyCompleted when a live response is stored (a retry: replay it);
+   * - with KeyInUse when another transaction holds the key;
+   * - with the unique violation of isKeyAlreadyStored when a response was stored
+   *   between the lookup and the claim (replay it, once looked up again).
+   *
+   * The claim is a transaction-scoped advisory lock: it is released by COMMIT or
+   * ROLLBACK (so a crash cannot leave a key stuck "in progress"), and it works
+   * through PgBouncer in transaction mode. It is a statement that fails, rather
+   * than answering false, when the key is taken or completed
+   * (claim_idempotency_key, see its migrations): PostgreSQL then refuses the
+   * handler's statements sent behind it, since the transaction is aborted.
+   */
+  async claim(merchantId: string, key: string): Promise<StoredKey | null> {
+    const [found, claimed] = await Promise.allSettled([
+      this.lookup(merchantId, key),
+      this.tx.query('SELECT claim_idempotency_key($1, $2, $3)', [
+        keyLockId(merchantId, key),
+        merchantId,
+        key,
+      ]),
+    ]);
+    if (found.status === 'rejected') throw found.reason;
+    const stored = found.value;
+    if (stored && !stored.expired) throw new KeyCompleted(stored);
+    if (claimed.status === 'rejected') {
+      throw isLockNotAvailable(claimed.reason) ? new KeyInUse() : claimed.reason;
     }
+    return stored;
   }
 
   /**
@@ -202,6 +246,7 @@ export class IdempotencyService implements OnModuleInit {
    * back instead of committing it, and the caller replays that row. (So does a
    * row that expired in between, which only a TTL of a second or two allows: the
    * caller then finds it expired, answers 409, and the client's retry replaces it.)
+   * Once committed, the response is remembered in this instance (see recall).
    */
   saveAtCommit(
     request: KeyedRequest,
@@ -232,6 +277,16 @@ export class IdempotencyService implements OnModuleInit {
         this.config.IDEMPOTENCY_TTL_SECONDS,
       ],
     );
+    // now() in the INSERT is the transaction's start, a little after this instant.
+    const expiresAt = this.tx.startedAt + this.config.IDEMPOTENCY_TTL_SECONDS * 1_000;
+    this.tx.afterCommit(() =>
+      this.completed.remember(
+        request.merchantId,
+        request.key,
+        completedRequest(request, response),
+        expiresAt,
+      ),
+    );
   }
 
   /**
@@ -254,6 +309,18 @@ export class IdempotencyService implements OnModuleInit {
     );
     return rows.length;
   }
+}
+
+function completedRequest(request: KeyedRequest, response: RecordedResponse): CompletedRequest {
+  return {
+    requestMethod: request.method,
+    requestPath: request.path,
+    fingerprint: request.fingerprint,
+    responseStatus: response.status,
+    responseContentType: response.contentType,
+    responseBody: response.body,
+    responseLocation: response.location,
+  };
 }
 
 /** The error saveAtCommit's INSERT raises when a live row for the key exists. */

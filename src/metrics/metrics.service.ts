@@ -39,6 +39,12 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  private readonly memoryReplays = new Counter({
+    name: 'idempotency_memory_replays_total',
+    help: 'Replays answered from the instance\'s memory of completed responses, without the database (part of idempotency_outcomes_total{outcome="replayed"}).',
+    registers: [this.registry],
+  });
+
   private readonly webhooks = new Counter({
     name: 'webhook_deliveries_total',
     help: 'Webhook delivery tries by outcome: delivered, retry (to be tried again), given_up.',
@@ -85,6 +91,10 @@ export class MetricsService {
 
   countIdempotency(outcome: IdempotencyOutcome): void {
     if (this.enabled) this.idempotency.inc({ outcome });
+  }
+
+  countMemoryReplay(): void {
+    if (this.enabled) this.memoryReplays.inc();
   }
 
   countWebhookDelivery(outcome: 'delivered' | 'retry' | 'given_up'): void {

@@ -6,6 +6,7 @@ import type { AppConfig } from '../config/config.js';
 import { TransactionHost } from '../database/transaction-host.js';
 import {
   IdempotencyService,
+  KeyCompleted,
   type KeyedRequest,
   type KeyInProgress,
   KeyInUse,
@@ -206,6 +207,8 @@ export class TopUpsService implements OnModuleInit {
         await this.keys.claim(request.merchantId, request.key);
       } catch (error) {
         if (error instanceof KeyInUse) throw keyInUse(request.key);
+        // A duplicate finished since the interceptor looked: its response stands.
+        if (error instanceof KeyCompleted) return { response: replayOf(error.stored, request) };
         throw error;
       }
       const [existing] = await this.tx.query<TopUp & { leased: boolean }>(
@@ -229,12 +232,7 @@ export class TopUpsService implements OnModuleInit {
       // committed the response under the key. Asked only now, the key shows it; a
       // second top-up would charge the card twice.
       const done = await this.keys.lookup(request.merchantId, request.key);
-      if (done && !done.expired) {
-        if (done.fingerprint !== request.fingerprint) {
-          throw keyReused(request.key, done.requestMethod, done.requestPath);
-        }
-        return { response: { ...asRecorded(done), replayed: true } };
-      }
+      if (done && !done.expired) return { response: replayOf(done, request) };
 
       try {
         await this.accounts.getMovable(request.merchantId, accountId, dto.currency);
@@ -452,6 +450,14 @@ export class TopUpsService implements OnModuleInit {
     );
     return row ?? null;
   }
+}
+
+/** The response a duplicate stored under the key, replayed (422 if the requests differ). */
+function replayOf(stored: StoredKey, request: KeyedRequest): RecordedResponse {
+  if (stored.fingerprint !== request.fingerprint) {
+    throw keyReused(request.key, stored.requestMethod, stored.requestPath);
+  }
+  return { ...asRecorded(stored), replayed: true };
 }
 
 function asRecorded(stored: StoredKey): RecordedResponse {

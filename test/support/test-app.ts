@@ -68,6 +68,23 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   };
 }
 
+/**
+ * Another instance of the app on an existing database, as a second API behind a
+ * load balancer: its own process state (the memory of completed responses, the
+ * merchant cache), the same rows. `client` acts as a merchant of the first one.
+ */
+export async function startInstance(databaseUrl: string, env: Record<string, string> = {}) {
+  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'fatal', ...connectionEnv(), ...env });
+  const app = await createApp(AppModule.forRoot(config, databaseUrl), { logger: false });
+  await app.listen(0, '127.0.0.1');
+  const baseUrl = (await app.getUrl()).replace('[::1]', '127.0.0.1');
+  return {
+    app,
+    client: (of: ApiClient) => new ApiClient(baseUrl, of.apiKey, of.merchantId),
+    close: () => app.close(),
+  };
+}
+
 export interface UsedTestApp extends TestApp {
   /** A merchant of its own, to act as. */
   api: ApiClient;
