@@ -12,6 +12,11 @@
 //   DATABASE_URL=<a Citus coordinator>  a fresh payments_bench database on every node
 //                    of the cluster, distributed by the migrations; DB CPU is the
 //                    coordinator's and the workers' backends
+//   BENCH_PEER=<dir> side by side: a built copy of ../shared/peers/node-idempotency
+//                    (bench/peer.ts), with its key store in memory and in Redis
+//                    (BENCH_PEER_STORES=memory,redis; REDIS_URL), gets the same fresh
+//                    charges and replays as the API at each concurrency; its rows are
+//                    peer-<store>-charge and peer-<store>-replay, Redis's CPU in its own column
 //   BENCH_WEBHOOK=1  the merchant has a webhook endpoint (a sink in this process that
 //                    answers 204): every event is delivered while the load runs
 //
@@ -20,7 +25,7 @@
 // accounts; runs each scenario; prints a table and writes bench/results.json.
 import autocannon from 'autocannon';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { cpus } from 'node:os';
 import path from 'node:path';
@@ -28,6 +33,15 @@ import pg from 'pg';
 import { type ApiProcess, projectRoot, startApi } from '../lab/api-process.js';
 import { citusWorkers, createCitusDatabase, dropCitusDatabase } from '../lab/citus.js';
 import { startPgBouncer } from '../lab/pgbouncer.js';
+import {
+  type Peer,
+  type PeerStorage,
+  peerChargeBody,
+  peerCompletedKeys,
+  peerDatabase,
+  seedPeerAccounts,
+  startPeer,
+} from './peer.js';
 import { migrate } from '../src/database/data-source.js';
 import { openDatabase } from '../src/database/open-database.js';
 import { hashApiKey } from '../src/merchants/api-key.js';
@@ -45,6 +59,8 @@ interface Result {
   dbCpuMs: number | null;
   /** BENCH_PGBOUNCER: PgBouncer's CPU per request. */
   poolerCpuMs?: number | null;
+  /** BENCH_PEER, the peer with its key store in Redis: Redis's CPU per request. */
+  redisCpuMs?: number | null;
 }
 
 /** The requests of one autocannon scenario (everything but connections and duration). */
@@ -56,6 +72,8 @@ const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '8,32,128').split(',').map
 const SCENARIOS = process.env.BENCH_SCENARIOS?.split(',');
 const WEBHOOK = process.env.BENCH_WEBHOOK === '1';
 const PGBOUNCER = process.env.BENCH_PGBOUNCER as 'unnamed' | 'named' | undefined;
+const PEER_DIR = process.env.BENCH_PEER;
+const PEER_STORES = (process.env.BENCH_PEER_STORES ?? 'memory,redis').split(',') as PeerStorage[];
 const ACCOUNTS = 1_000;
 const API_KEY = `sk_bench_${randomUUID().replaceAll('-', '')}`;
 const MERCHANT = 'mch_bench';
@@ -101,18 +119,30 @@ async function main(): Promise<void> {
   });
   const base = api.url;
   log(`API: pid ${api.child.pid} on ${base}, ${cpus().length} CPUs, ${DURATION} s per scenario`);
+  const peers: PeerSetUp[] = [];
   try {
+    if (PEER_DIR) peers.push(...(await startPeers(PEER_DIR, database.url)));
     await warmUp(base, db, accounts);
     for (const c of CONCURRENCY) {
       // Each charge scenario next to its ceiling: the ratio compares runs minutes apart
       // at most, on a machine whose speed drifts.
       await run('charge-spread', c, api, db, () => chargeRequests(base, () => pick(accounts)));
       await ceiling('ceiling-spread', c, db, () => pick(accounts));
+      for (const peer of peers) {
+        await runPeer(`peer-${peer.storage}-charge`, c, peer, db, () =>
+          peerChargeRequests(peer.url, peer.accounts),
+        );
+      }
       await run('charge-hot', c, api, db, () => chargeRequests(base, () => hot));
       await ceiling('ceiling-hot', c, db, () => hot);
       if (selected('replay')) {
         const keys = await completedKeys(base, accounts, 500);
         await run('replay', c, api, db, () => replayRequests(base, keys));
+      }
+      for (const peer of peers) {
+        await runPeer(`peer-${peer.storage}-replay`, c, peer, db, () =>
+          replayRequests(peer.url, peer.replays),
+        );
       }
       await run('duplicates', c, api, db, () => duplicateRequests(base, accounts));
       await run('get-account', c, api, db, () => ({
@@ -137,6 +167,7 @@ async function main(): Promise<void> {
       webhooks = { received: sink.received(), ...rows[0] };
     }
   } finally {
+    for (const peer of peers) await peer.stop();
     api.child.kill('SIGTERM');
     await api.exited();
     await bouncer?.stop();
@@ -241,7 +272,7 @@ function duplicateRequests(base: string, accounts: string[]): Load {
 async function run(
   name: string,
   connections: number,
-  api: ApiProcess,
+  api: Pick<ApiProcess, 'child'>,
   db: pg.Pool,
   options: () => Load,
 ): Promise<void> {
@@ -254,7 +285,9 @@ async function run(
   const ticker = ticking(`${name} c=${connections}`);
   const cpu = await cpuMeter(db, pid);
   const result = await autocannon({ ...options(), connections, duration: DURATION, headers });
-  const { apiCpuMs, dbCpuMs, poolerCpuMs } = await cpu.perRequest(result.requests.total);
+  const { apiCpuMs, dbCpuMs, poolerCpuMs, redisCpuMs } = await cpu.perRequest(
+    result.requests.total,
+  );
   clearInterval(sampler);
   clearInterval(ticker);
   const expected = name === 'duplicates' ? [409] : [];
@@ -275,7 +308,90 @@ async function run(
     apiCpuMs,
     dbCpuMs,
     ...(poolerPid ? { poolerCpuMs } : {}),
+    ...(redisPid ? { redisCpuMs } : {}),
   });
+}
+
+// ---- the peer, side by side (BENCH_PEER) --------------------------------------------
+
+interface PeerSetUp extends Peer {
+  accounts: number[];
+  replays: Array<{ key: string; body: string }>;
+}
+
+/**
+ * Each store's peer on the peers' own database, funded accounts (made through the
+ * first, shared by both: the same tables), 500 completed keys each to replay, and
+ * the same unmeasured warm-up as the API's.
+ */
+async function startPeers(dir: string, benchUrl: string): Promise<PeerSetUp[]> {
+  const databaseUrl = await peerDatabase(benchUrl);
+  const peers: PeerSetUp[] = [];
+  for (const storage of PEER_STORES) {
+    const peer = await startPeer(dir, storage, databaseUrl);
+    const accounts = peers[0]?.accounts ?? (await seedPeerAccounts(peer, ACCOUNTS, BALANCE));
+    const replays = await peerCompletedKeys(peer, accounts, 500);
+    log(`peer (${storage} store): pid ${peer.child.pid} on ${peer.url}`);
+    peers.push({ ...peer, accounts, replays });
+  }
+  for (const peer of peers) {
+    if (WARMUP <= 0) break;
+    progress(`warm-up of the peer (${peer.storage}) ${WARMUP} s`);
+    await autocannon({
+      ...peerChargeRequests(peer.url, peer.accounts),
+      connections: 8,
+      duration: WARMUP,
+      headers,
+    });
+  }
+  return peers;
+}
+
+function peerChargeRequests(url: string, accounts: number[]): Load {
+  return {
+    url,
+    requests: [
+      {
+        method: 'POST',
+        path: '/charges',
+        setupRequest: (req: autocannon.Request) => ({
+          ...req,
+          headers: { ...headers, 'idempotency-key': randomUUID() },
+          body: peerChargeBody(pick(accounts)),
+        }),
+      },
+    ],
+  };
+}
+
+/** One peer scenario; with the Redis store, Redis's CPU is measured too. */
+async function runPeer(
+  name: string,
+  connections: number,
+  peer: PeerSetUp,
+  db: pg.Pool,
+  options: () => Load,
+): Promise<void> {
+  redisPid = peer.storage === 'redis' ? redisServerPid() : undefined;
+  try {
+    await run(name, connections, peer, db, options);
+  } finally {
+    redisPid = undefined;
+  }
+}
+
+/** The local redis-server's pid, from /proc (undefined when it is elsewhere). */
+function redisServerPid(): number | undefined {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === 'redis-server')
+        return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -342,7 +458,7 @@ async function ceiling(
  * them (another OS, a remote database).
  */
 async function cpuMeter(db: pg.Pool, apiPid?: number) {
-  const pids = async () => [apiPid, poolerPid, ...(await databasePids(db))];
+  const pids = async () => [apiPid, poolerPid, redisPid, ...(await databasePids(db))];
   const before = cpuSeconds(await pids());
   return {
     async perRequest(requests: number) {
@@ -351,12 +467,13 @@ async function cpuMeter(db: pg.Pool, apiPid?: number) {
       const msPerRequest = (seconds: number) =>
         requests > 0 && seconds > 0 ? round((seconds * 1000) / requests) : null;
       const dbSeconds = [...after.keys()]
-        .filter((pid) => pid !== apiPid && pid !== poolerPid)
+        .filter((pid) => pid !== apiPid && pid !== poolerPid && pid !== redisPid)
         .map(used);
       return {
         apiCpuMs: apiPid ? msPerRequest(used(apiPid)) : null,
         dbCpuMs: msPerRequest(dbSeconds.reduce((a, b) => a + b, 0)),
         poolerCpuMs: poolerPid ? msPerRequest(used(poolerPid)) : null,
+        redisCpuMs: redisPid ? msPerRequest(used(redisPid)) : null,
       };
     },
   };
@@ -364,6 +481,8 @@ async function cpuMeter(db: pg.Pool, apiPid?: number) {
 
 /** BENCH_PGBOUNCER: the PgBouncer's process, whose CPU is reported on its own. */
 let poolerPid: number | undefined;
+/** While a peer with the Redis store runs: redis-server's process, reported on its own. */
+let redisPid: number | undefined;
 
 /** PostgreSQL's processes: the server's, or on Citus the coordinator's and every worker's. */
 async function databasePids(db: pg.Pool): Promise<number[]> {
@@ -600,18 +719,25 @@ function report(): void {
         r.concurrency === c,
     )?.rps;
   const pooled = results.some((r) => r.poolerCpuMs !== undefined);
+  const redis = results.some((r) => r.redisCpuMs !== undefined);
   console.log(
     '\n| scenario | c | req/s | p50 ms | p99 ms | errors | API RSS MB | API CPU ms/req | DB CPU ms/req |' +
       (pooled ? ' PgBouncer CPU ms/req |' : '') +
+      (redis ? ' Redis CPU ms/req |' : '') +
       ' × ceiling |',
   );
-  console.log(`|---|---|---|---|---|---|---|---|---|${pooled ? '---|' : ''}---|`);
+  console.log(
+    `|---|---|---|---|---|---|---|---|---|${pooled ? '---|' : ''}${redis ? '---|' : ''}---|`,
+  );
   for (const r of results) {
-    const ceilingRps = r.name.startsWith('charge') ? ceilingOf(r.name, r.concurrency) : undefined;
+    const ceilingRps = /^(charge|peer-.*-charge)/.test(r.name)
+      ? ceilingOf(r.name, r.concurrency)
+      : undefined;
     const ratio = ceilingRps ? (r.rps / ceilingRps).toFixed(2) : '';
     const pooler = pooled ? ` ${r.poolerCpuMs ?? ''} |` : '';
+    const store = redis ? ` ${r.redisCpuMs ?? ''} |` : '';
     console.log(
-      `| ${r.name} | ${r.concurrency} | ${r.rps} | ${r.p50Ms} | ${r.p99Ms} | ${r.errors} | ${r.apiRssMb ?? ''} | ${r.apiCpuMs ?? ''} | ${r.dbCpuMs ?? ''} |${pooler} ${ratio} |`,
+      `| ${r.name} | ${r.concurrency} | ${r.rps} | ${r.p50Ms} | ${r.p99Ms} | ${r.errors} | ${r.apiRssMb ?? ''} | ${r.apiCpuMs ?? ''} | ${r.dbCpuMs ?? ''} |${pooler}${store} ${ratio} |`,
     );
   }
   if (keyStorage) {
