@@ -204,8 +204,15 @@ async function warmUp(base: string, db: pg.Pool, accounts: string[]): Promise<vo
 const headers = { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' };
 
 function chargeRequests(base: string, account: () => string): Load {
+  return freshCharges(base, () =>
+    JSON.stringify({ accountId: account(), amount: 1, currency: 'USD' }),
+  );
+}
+
+/** POST /charges with a new key each time, and `body()` as the body. */
+function freshCharges(url: string, body: () => string): Load {
   return {
-    url: base,
+    url,
     requests: [
       {
         method: 'POST',
@@ -213,7 +220,7 @@ function chargeRequests(base: string, account: () => string): Load {
         setupRequest: (req: autocannon.Request) => ({
           ...req,
           headers: { ...headers, 'idempotency-key': randomUUID() },
-          body: JSON.stringify({ accountId: account(), amount: 1, currency: 'USD' }),
+          body: body(),
         }),
       },
     ],
@@ -348,20 +355,7 @@ async function startPeers(dir: string, benchUrl: string): Promise<PeerSetUp[]> {
 }
 
 function peerChargeRequests(url: string, accounts: number[]): Load {
-  return {
-    url,
-    requests: [
-      {
-        method: 'POST',
-        path: '/charges',
-        setupRequest: (req: autocannon.Request) => ({
-          ...req,
-          headers: { ...headers, 'idempotency-key': randomUUID() },
-          body: peerChargeBody(pick(accounts)),
-        }),
-      },
-    ],
-  };
+  return freshCharges(url, () => peerChargeBody(pick(accounts)));
 }
 
 /** One peer scenario; with the Redis store, Redis's CPU is measured too. */

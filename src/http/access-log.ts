@@ -7,8 +7,8 @@ import { Logger } from '@nestjs/common';
  * against circular, huge and throwing values, which an access line of numbers and
  * short strings never has, and writes each line on its own; this builds the line
  * with JSON.stringify and writes the lines of one turn of the event loop together,
- * before the next turn (and at exit). It was a tenth of the API's CPU per replay
- * (docs/benchmarks.md).
+ * before the next turn (and at exit). Nest's logging was about a tenth of the
+ * API's CPU profile of a replay (decision 0015).
  */
 export class AccessLog {
   private pending = '';
