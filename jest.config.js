@@ -17,7 +17,12 @@ export default {
   // start servers and wait on databases; 5 s is not always enough on 2 cores.
   testTimeout: 60_000,
   projects: [
-    { ...shared, displayName: 'unit', roots: ['<rootDir>/src'], testMatch: ['**/*.spec.ts'] },
+    {
+      ...shared,
+      displayName: 'unit',
+      roots: ['<rootDir>/src', '<rootDir>/client/src'],
+      testMatch: ['**/*.spec.ts'],
+    },
     {
       ...shared,
       displayName: 'e2e',

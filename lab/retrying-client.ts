@@ -1,10 +1,18 @@
 /**
- * A client that retries the way a careful payments client should: one
- * Idempotency-Key per operation, reused on every attempt, and a short back-off.
- * Used by the retry lab and the chaos tests. It can also make the mistake most
+ * The lab's and the chaos tests' way of sending a batch of operations through the
+ * client in client/ (the one a user would install): one Idempotency-Key per
+ * operation, reused on every attempt, back-off with jitter, Retry-After honoured.
+ * It counts what happened on the way, and it can also make the mistake most
  * clients in the wild make, a new key for every attempt (`keys: 'per-attempt'`),
  * so that the lab can show what that costs.
  */
+import {
+  type AttemptEvent,
+  backoffMs,
+  createPaymentsClient,
+  PaymentsApiError,
+  RetriesExhaustedError,
+} from '../client/src/index.js';
 
 export interface Stats {
   attempts: number;
@@ -47,7 +55,9 @@ export interface Operation {
 export type KeyMode = 'per-operation' | 'per-attempt';
 
 export interface RetryOptions {
+  /** How long an operation may keep trying. Default 60 s. */
   deadlineMs?: number;
+  /** How long one attempt may take. Default 15 s. */
   timeoutMs?: number;
   keys?: KeyMode;
 }
@@ -58,13 +68,14 @@ export interface Result {
   replayed: boolean;
 }
 
+/** Back-off for a test's pace: 20 ms doubling to 500 ms, full jitter; a server's Retry-After still wins. */
+const LAB_BACKOFF = { baseDelayMs: 20, maxDelayMs: 500 };
+
 /**
- * Sends an operation until it gets an answer that is not a transient failure,
- * reusing its Idempotency-Key on every attempt, as a payments client should:
- * network errors, 409 idempotency-key-in-use, 503 (unavailable) and 202 (pending:
- * a top-up whose processor has not answered yet) are retried with a short
- * back-off; anything else is the answer (a 409 account-closed too: retrying it
- * cannot change it).
+ * Sends an operation until it gets an answer that is not a transient failure.
+ * Network errors, timeouts, 409 idempotency-key-in-use, 429, 5xx and 202 (a top-up
+ * pending at the processor) are retried; anything else is the answer (a 409
+ * account-closed too: retrying it cannot change it).
  */
 export async function sendWithRetries(
   baseUrl: () => string,
@@ -73,58 +84,70 @@ export async function sendWithRetries(
   stats: Stats,
   { deadlineMs = 60_000, timeoutMs = 15_000, keys = 'per-operation' }: RetryOptions = {},
 ): Promise<Result> {
-  const deadline = Date.now() + deadlineMs;
-  for (let attempt = 0; ; attempt++) {
-    if (attempt > 0) stats.retries++;
-    if (Date.now() > deadline) {
-      throw new Error(
-        `gave up on ${op.key ?? `${op.method} ${op.path}`} after ${attempt} attempts: ${JSON.stringify(stats)}`,
-      );
-    }
+  const count = (event: AttemptEvent) => {
     stats.attempts++;
-    try {
-      const res = await fetch(`${baseUrl()}${op.path}`, {
-        method: op.method,
-        headers: {
-          Authorization: `Bearer ${apiKey}`,
-          'Content-Type': 'application/json',
-          ...(op.key === null
-            ? {}
-            : { 'Idempotency-Key': keys === 'per-attempt' ? `${op.key}~${attempt}` : op.key }),
-          Connection: 'close',
-        },
-        body: JSON.stringify(op.body),
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-      const text = await res.text();
-      stats.statuses[res.status] = (stats.statuses[res.status] ?? 0) + 1;
-      const body = (text ? JSON.parse(text) : {}) as Record<string, unknown>;
-      const inUse = res.status === 409 && body.type === '/problems/idempotency-key-in-use';
-      if (inUse || res.status === 503 || res.status === 202) {
-        if (inUse) stats.inUse++;
-        else if (res.status === 202) stats.pending++;
-        else stats.unavailable++;
-        await pause(attempt);
-        continue;
-      }
-      const replayed = res.headers.get('idempotent-replayed') === 'true';
-      if (replayed) stats.replays++;
-      return { status: res.status, body, replayed };
-    } catch (error) {
-      if ((error as Error).name === 'TimeoutError') {
-        throw new Error(
-          `${op.key ?? `${op.method} ${op.path}`}: no answer within ${timeoutMs} ms (a hang)`,
-          { cause: error },
-        );
-      }
-      stats.networkErrors++; // connection refused, reset, or a response cut short
-      await pause(attempt);
+    if (event.retry) stats.retries++;
+    if (event.failure) stats.networkErrors++;
+    if (event.status !== undefined) {
+      stats.statuses[event.status] = (stats.statuses[event.status] ?? 0) + 1;
     }
+    if (event.code === 'idempotency-key-in-use') stats.inUse++;
+    else if (event.status === 503) stats.unavailable++;
+    else if (event.status === 202 && event.retry) stats.pending++;
+  };
+  const client = createPaymentsClient({
+    baseUrl,
+    apiKey,
+    timeoutMs,
+    headers: { Connection: 'close' }, // a new connection per attempt, as after a fault
+    onAttempt: count,
+  });
+  const send = (key: string | undefined, retry: object) =>
+    client.request<Record<string, unknown>>(op.method, op.path, {
+      body: op.body,
+      idempotencyKey: key,
+      pending: 'retry',
+      retry,
+    });
+  try {
+    const result =
+      keys === 'per-operation'
+        ? await send(op.key ?? undefined, { ...LAB_BACKOFF, maxAttempts: Infinity, deadlineMs })
+        : await everyAttemptANewKey(op, send, deadlineMs, () => stats.retries++);
+    if (result.replayed) stats.replays++;
+    return { status: result.status, body: result.data ?? {}, replayed: result.replayed };
+  } catch (error) {
+    if (!(error instanceof PaymentsApiError)) throw error;
+    // The answer was an error (a 402, a 422...): the lab and the tests look at it.
+    if (error.replayed) stats.replays++;
+    return {
+      status: error.status,
+      body: error.problem ?? {},
+      replayed: error.replayed,
+    };
   }
 }
 
-function pause(attempt: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, Math.min(20 * 2 ** attempt, 500)));
+/**
+ * The bug, on purpose: each attempt with a key never used before, so that a retry
+ * after a lost response is a new charge. Only the lab's LAB_KEYS=per-attempt uses it.
+ */
+async function everyAttemptANewKey<T>(
+  op: Operation,
+  send: (key: string | undefined, retry: object) => Promise<T>,
+  deadlineMs: number,
+  onRetry: () => void,
+): Promise<T> {
+  const deadline = Date.now() + deadlineMs;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await send(`${op.key}~${attempt}`, { maxAttempts: 1 });
+    } catch (error) {
+      if (!(error instanceof RetriesExhaustedError) || Date.now() > deadline) throw error;
+      onRetry();
+      await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt, LAB_BACKOFF)));
+    }
+  }
 }
 
 /** Runs `work` over `items` with `concurrency` workers. */
