@@ -56,4 +56,18 @@ export default tseslint.config(
       '@typescript-eslint/unbound-method': 'off',
     },
   },
+  {
+    // The retry lab's page: plain JavaScript for the browser, no build step, no types.
+    files: ['src/lab/page/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      ...tseslint.configs.disableTypeChecked.languageOptions,
+      sourceType: 'module',
+      globals: {
+        document: 'readonly',
+        crypto: 'readonly',
+        fetch: 'readonly',
+      },
+    },
+  },
 );

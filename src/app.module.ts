@@ -9,6 +9,7 @@ import { DatabaseModule } from './database/database.module.js';
 import { DepositsModule } from './deposits/deposits.module.js';
 import { DocsController } from './docs/docs.controller.js';
 import { HealthController } from './health/health.controller.js';
+import { LabController } from './lab/lab.controller.js';
 import { IdempotencyModule } from './idempotency/idempotency.module.js';
 import { LedgerModule } from './ledger/ledger.module.js';
 import { MerchantsModule } from './merchants/merchants.module.js';
@@ -37,7 +38,12 @@ export class AppModule {
         LedgerModule,
         TopUpsModule,
       ],
-      controllers: [HealthController, DocsController],
+      controllers: [
+        HealthController,
+        DocsController,
+        // The retry lab in the browser offers the demo key: never in production.
+        ...(config.NODE_ENV === 'production' ? [] : [LabController]),
+      ],
       providers: [{ provide: APP_FILTER, useClass: ProblemFilter }],
     };
   }
