@@ -49,7 +49,10 @@ async function bootstrap(): Promise<void> {
   log.log({
     msg: `payments API listening on ${url}`,
     health: `${url}/health`,
-    ...(config.NODE_ENV !== 'production' ? { demoApiKey: config.DEMO_API_KEY } : {}),
+    docs: `${url}/docs`,
+    ...(config.NODE_ENV !== 'production'
+      ? { retryLab: `${url}/lab`, demoApiKey: config.DEMO_API_KEY }
+      : {}),
   });
 
   let stopping = false;

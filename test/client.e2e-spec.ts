@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import ts from 'typescript';
 import {
   type AttemptEvent,
   createPaymentsClient,
@@ -221,5 +228,31 @@ describe('the client and final answers', () => {
       requestPath: '/charges',
       responseStatus: 201,
     });
+  });
+});
+
+describe("the README's client example", () => {
+  it('runs as printed against the API, with the package as built (client/dist)', async () => {
+    const readme = await readFile('README.md', 'utf8');
+    const block = /<!-- client-example:start -->\s*```ts\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(block).toContain("from '@idempotent-payments/client'");
+    const built = pathToFileURL(path.resolve('client/dist/index.js')).href;
+    const source = block!
+      .replace("'@idempotent-payments/client'", `'${built}'`)
+      .replace("'http://localhost:3000'", `'${t.baseUrl}'`)
+      .replace("'sk_test_demo'", `'${t.api.apiKey}'`);
+    const js = ts.transpileModule(source, {
+      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+    }).outputText;
+    const dir = await mkdtemp(path.join(tmpdir(), 'readme-client-'));
+    try {
+      await writeFile(path.join(dir, 'example.mjs'), js);
+      const { stdout } = await promisify(execFile)(process.execPath, [
+        path.join(dir, 'example.mjs'),
+      ]);
+      expect(stdout).toMatch(/^ch_\w+ \{ replayed: false, attempts: 1 \}$/m);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

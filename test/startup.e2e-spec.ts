@@ -46,6 +46,13 @@ describe('npm start', () => {
     expect((await accounts(port, 'sk_test_demo')).status).toBe(200);
     expect(first.output()).toContain('sk_test_demo');
 
+    // The retry lab, served from the build (dist/lab/page), the demo key in its field.
+    expect(first.output()).toMatch(/"retryLab":"http:\/\/localhost:\d+\/lab"/);
+    const lab = await fetch(`http://127.0.0.1:${port}/lab`);
+    expect(lab.status).toBe(200);
+    expect(await lab.text()).toContain('value="sk_test_demo"');
+    expect((await fetch(`http://127.0.0.1:${port}/lab/lab.js`)).status).toBe(200);
+
     const created = await run(
       process.execPath,
       ['dist/merchants/create-merchant.cli.js', '--name', 'Acme'],
@@ -147,6 +154,7 @@ describe('npm start', () => {
 
       expect((await accounts(app.port, 'sk_test_demo')).status).toBe(401);
       expect(app.output()).not.toContain('sk_test_demo');
+      expect(app.output()).not.toContain('retryLab');
 
       app.child.kill('SIGTERM');
       expect(await app.exited()).toBe(0);
