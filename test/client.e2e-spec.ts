@@ -241,6 +241,7 @@ describe("the README's client example", () => {
       .replace("'@idempotent-payments/client'", `'${built}'`)
       .replace("'http://localhost:3000'", `'${t.baseUrl}'`)
       .replace("'sk_test_demo'", `'${t.api.apiKey}'`);
+    expect(typeErrors(block!)).toEqual([]);
     const js = ts.transpileModule(source, {
       compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
     }).outputText;
@@ -256,3 +257,28 @@ describe("the README's client example", () => {
     }
   });
 });
+
+/** What tsc says of the README's example, its import pointed at client/src. */
+function typeErrors(example: string): string[] {
+  const file = path.resolve('build', 'readme-client-example.mts');
+  const source = example.replace("'@idempotent-payments/client'", "'../client/src/index.js'");
+  const options: ts.CompilerOptions = {
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    target: ts.ScriptTarget.ES2023,
+    lib: ['lib.es2023.d.ts', 'lib.dom.d.ts'],
+    types: [],
+    strict: true,
+    noEmit: true,
+    skipLibCheck: true,
+  };
+  const host = ts.createCompilerHost(options);
+  const readFile = host.readFile.bind(host);
+  host.readFile = (name) => (path.resolve(name) === file ? source : readFile(name));
+  const fileExists = host.fileExists.bind(host);
+  host.fileExists = (name) => path.resolve(name) === file || fileExists(name);
+  const program = ts.createProgram([file], options, host);
+  return ts
+    .getPreEmitDiagnostics(program)
+    .map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+}
