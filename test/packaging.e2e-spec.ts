@@ -1,4 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
@@ -183,5 +184,34 @@ describe('Dockerfile', () => {
     );
     expect(sources.length).toBeGreaterThan(50);
     expect(reaching).toEqual([]);
+  });
+});
+
+describe('the client package (client/)', () => {
+  it('packs its build, its types and its source, without tests', () => {
+    // npm test built client/dist first (pretest); --ignore-scripts: no rebuild here.
+    const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], {
+      cwd: path.join(root, 'client'),
+      encoding: 'utf8',
+    });
+    const [pack] = JSON.parse(out) as [{ name: string; files: { path: string }[] }];
+    const files = pack.files.map((f) => f.path);
+    expect(pack.name).toBe('@idempotent-payments/client');
+    expect(files).toEqual(
+      expect.arrayContaining([
+        'README.md',
+        'package.json',
+        'dist/index.js',
+        'dist/index.d.ts',
+        'dist/schema.d.ts',
+        'src/client.ts',
+      ]),
+    );
+    expect(files.filter((f) => f.includes('.spec.'))).toEqual([]);
+    const manifest = JSON.parse(read('client/package.json'));
+    expect(manifest.exports['.']).toEqual({
+      types: './dist/index.d.ts',
+      default: './dist/index.js',
+    });
   });
 });
