@@ -82,7 +82,10 @@ function movementOf(type: string, object: Record<string, unknown>) {
 
 export async function buildReceiver(options: ReceiverOptions): Promise<FastifyInstance> {
   const { db, faults = {}, rng = Math.random } = options;
-  const app = Fastify({ logger: false });
+  // return503OnClosing: while closing, Fastify would answer 503 by itself, past the
+  // onSend hook below; a delivery that still arrives is handled like any other (the
+  // database is closed only after the server).
+  const app = Fastify({ logger: false, return503OnClosing: false });
   app.addHook('onSend', (_req, reply, payload, done) => {
     reply.header('Server', RECEIVER_SERVER);
     done(null, payload);
