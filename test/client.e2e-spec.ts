@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -16,6 +16,7 @@ import {
 import { FaultyProxy, random } from '../lab/faulty-proxy.js';
 import { pool } from '../lab/retrying-client.js';
 import { ledgerViolations } from './support/invariants.js';
+import { readmeBlock } from './support/readme.js';
 import { useTestApp } from './support/test-app.js';
 
 /**
@@ -233,15 +234,14 @@ describe('the client and final answers', () => {
 
 describe("the README's client example", () => {
   it('runs as printed against the API, with the package as built (client/dist)', async () => {
-    const readme = await readFile('README.md', 'utf8');
-    const block = /<!-- client-example:start -->\s*```ts\n([\s\S]*?)```/.exec(readme)?.[1];
+    const block = readmeBlock('client-example', 'ts');
     expect(block).toContain("from '@idempotent-payments/client'");
     const built = pathToFileURL(path.resolve('client/dist/index.js')).href;
-    const source = block!
+    const source = block
       .replace("'@idempotent-payments/client'", `'${built}'`)
       .replace("'http://localhost:3000'", `'${t.baseUrl}'`)
       .replace("'sk_test_demo'", `'${t.api.apiKey}'`);
-    expect(typeErrors(block!)).toEqual([]);
+    expect(typeErrors(block)).toEqual([]);
     const js = ts.transpileModule(source, {
       compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
     }).outputText;

@@ -1,12 +1,13 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { childEnv, killApis, projectRoot as root, startApi } from '../lab/api-process.js';
+import { readmeBlock } from './support/readme.js';
 import { createTestDatabase } from './support/databases.js';
 
 /**
@@ -21,16 +22,6 @@ afterAll(async () => {
   killApis();
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
-
-/** The bash block between the `<name>:start` and `<name>:end` markers of README.md. */
-function readmeBlock(name: string): string {
-  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
-  const block = new RegExp(
-    `<!-- ${name}:start -->\\s*\`\`\`bash\\n([\\s\\S]*?)\`\`\`\\s*<!-- ${name}:end -->`,
-  ).exec(readme);
-  if (!block) throw new Error(`README.md has no ${name} between its markers`);
-  return block[1];
-}
 
 const accounts = (port: number, key: string) =>
   fetch(`http://127.0.0.1:${port}/accounts`, { headers: { Authorization: `Bearer ${key}` } });

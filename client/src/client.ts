@@ -327,7 +327,7 @@ export class PaymentsClient {
         const { response, data, error } = answer;
         const replayed = response.headers.get('Idempotent-Replayed') === 'true';
         Object.assign(event, { status: response.status, replayed });
-        const again = retryReason(response.status, problemType(error), {
+        const again = retryReason(response.status, problemCode(error), {
           retryPending: options.pending === 'retry',
         });
         if (again === null) {
@@ -376,11 +376,6 @@ function keyHeader({ headers }: Attempt): { 'Idempotency-Key': string } {
 
 function newKey(): string {
   return globalThis.crypto.randomUUID();
-}
-
-function problemType(body: unknown): string | undefined {
-  const type = (body as { type?: unknown } | undefined)?.type;
-  return typeof type === 'string' ? type : undefined;
 }
 
 function toApiError(

@@ -42,10 +42,10 @@ export type RetryReason =
  */
 export function retryReason(
   status: number,
-  problemType: string | undefined,
+  code: string,
   { retryPending = false }: { retryPending?: boolean } = {},
 ): RetryReason | null {
-  if (status === 409 && problemType === '/problems/idempotency-key-in-use') return 'in-use';
+  if (status === 409 && code === 'idempotency-key-in-use') return 'in-use';
   if (status === 429) return 'rate-limited';
   if (status >= 500) return 'server-error';
   if (status === 202 && retryPending) return 'pending';

@@ -23,6 +23,8 @@ const PAGE_DIR = path.join(import.meta.dirname, 'page');
 @Public()
 export class LabController {
   private readonly page: string;
+  /** Read once, at start-up outside production (a few kB). */
+  private readonly files = new Map([...FILES.keys()].map((file) => [file, read(file)]));
 
   constructor(@Inject(APP_CONFIG) config: AppConfig) {
     // The demo merchant's key (it exists outside production) fills the key field.
@@ -41,7 +43,7 @@ export class LabController {
     const type = FILES.get(file);
     if (type === undefined) throw new NotFoundException();
     reply.header('Content-Type', type).header('Cache-Control', 'no-store');
-    return read(file);
+    return this.files.get(file)!;
   }
 }
 

@@ -80,6 +80,7 @@ export async function startInstance(databaseUrl: string, env: Record<string, str
   const baseUrl = (await app.getUrl()).replace('[::1]', '127.0.0.1');
   return {
     app,
+    baseUrl,
     client: (of: ApiClient) => new ApiClient(baseUrl, of.apiKey, of.merchantId),
     close: () => app.close(),
   };
