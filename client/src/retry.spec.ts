@@ -11,8 +11,8 @@ describe('retryReason: what is worth asking again with the same key', () => {
     [502, 'unknown', 'server-error'],
     [503, 'service-unavailable', 'server-error'],
     [504, 'unknown', 'server-error'],
-  ])('%i %s → %s', (status, type, reason) => {
-    expect(retryReason(status, type)).toBe(reason);
+  ])('%i %s → %s', (status, code, reason) => {
+    expect(retryReason(status, code)).toBe(reason);
   });
 
   it.each([
@@ -25,8 +25,8 @@ describe('retryReason: what is worth asking again with the same key', () => {
     [422, 'idempotency-key-reused'],
     [200, 'unknown'],
     [201, 'unknown'],
-  ])('%i %s is the answer, never retried', (status, type) => {
-    expect(retryReason(status, type)).toBeNull();
+  ])('%i %s is the answer, never retried', (status, code) => {
+    expect(retryReason(status, code)).toBeNull();
   });
 
   it('retries a 202 only when the caller asked to wait for the final answer', () => {

@@ -7,10 +7,10 @@ import type { AppConfig } from '../config/config.js';
 import { Public } from '../merchants/public.decorator.js';
 
 /** The page's own files (page/, copied next to the compiled controller by npm run build). */
-const FILES = new Map([
-  ['lab.js', 'text/javascript; charset=utf-8'],
-  ['lab.css', 'text/css; charset=utf-8'],
-]);
+const FILES = {
+  'lab.js': 'text/javascript; charset=utf-8',
+  'lab.css': 'text/css; charset=utf-8',
+};
 const PAGE_DIR = path.join(import.meta.dirname, 'page');
 
 /**
@@ -23,8 +23,10 @@ const PAGE_DIR = path.join(import.meta.dirname, 'page');
 @Public()
 export class LabController {
   private readonly page: string;
-  /** Read once, at start-up outside production (a few kB). */
-  private readonly files = new Map([...FILES.keys()].map((file) => [file, read(file)]));
+  /** Each file's type and body, read once at start-up (outside production; a few kB). */
+  private readonly files = new Map(
+    Object.entries(FILES).map(([file, type]) => [file, { type, body: read(file) }]),
+  );
 
   constructor(@Inject(APP_CONFIG) config: AppConfig) {
     // The demo merchant's key (it exists outside production) fills the key field.
@@ -40,10 +42,10 @@ export class LabController {
 
   @Get(':file')
   file(@Param('file') file: string, @Res({ passthrough: true }) reply: FastifyReply): string {
-    const type = FILES.get(file);
-    if (type === undefined) throw new NotFoundException();
-    reply.header('Content-Type', type).header('Cache-Control', 'no-store');
-    return this.files.get(file)!;
+    const found = this.files.get(file);
+    if (found === undefined) throw new NotFoundException();
+    reply.header('Content-Type', found.type).header('Cache-Control', 'no-store');
+    return found.body;
   }
 }
 
