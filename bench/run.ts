@@ -44,7 +44,7 @@ import {
 } from './peer.js';
 import { migrate } from '../src/database/data-source.js';
 import { openDatabase } from '../src/database/open-database.js';
-import { hashApiKey } from '../src/merchants/api-key.js';
+import { ACCOUNTS, BALANCE, MERCHANT, ceilingQuery, chargeBody, seed } from './workload.js';
 
 /** One line of the table, and of bench/results.json. */
 interface Result {
@@ -74,10 +74,7 @@ const WEBHOOK = process.env.BENCH_WEBHOOK === '1';
 const PGBOUNCER = process.env.BENCH_PGBOUNCER as 'unnamed' | 'named' | undefined;
 const PEER_DIR = process.env.BENCH_PEER;
 const PEER_STORES = (process.env.BENCH_PEER_STORES ?? 'memory,redis').split(',') as PeerStorage[];
-const ACCOUNTS = 1_000;
 const API_KEY = `sk_bench_${randomUUID().replaceAll('-', '')}`;
-const MERCHANT = 'mch_bench';
-const BALANCE = 1_000_000_000_000; // 1e12 cents: one deposit each, never runs out during a run
 
 const results: Result[] = [];
 
@@ -98,7 +95,7 @@ async function main(): Promise<void> {
   db.on('error', () => undefined);
   log(`database: ${database.label}`);
   await migrate(database.url);
-  const accounts = await seed(db);
+  const accounts = await seedBench(db);
   const hot = accounts[0];
   const sink = WEBHOOK ? await webhookSink(db) : undefined;
   const bouncer = PGBOUNCER ? await benchPgBouncer(database.url, PGBOUNCER) : undefined;
@@ -204,9 +201,7 @@ async function warmUp(base: string, db: pg.Pool, accounts: string[]): Promise<vo
 const headers = { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' };
 
 function chargeRequests(base: string, account: () => string): Load {
-  return freshCharges(base, () =>
-    JSON.stringify({ accountId: account(), amount: 1, currency: 'USD' }),
-  );
+  return freshCharges(base, () => chargeBody(account()));
 }
 
 /** POST /charges with a new key each time, and `body()` as the body. */
@@ -400,23 +395,6 @@ async function settle(db: pg.Pool): Promise<void> {
 
 // ---- the ceiling: one statement per charge, straight to PostgreSQL ---------------
 
-const CEILING_SQL = `
-  WITH k AS (
-         INSERT INTO idempotency_keys (merchant_id, key, request_method, request_path, fingerprint,
-                                       response_status, response_content_type, response_body, expires_at)
-         VALUES ($1, $2, 'POST', '/charges', repeat('0', 64), 201, 'application/json', '{}', now() + interval '1 day')
-         RETURNING key),
-       d AS (
-         UPDATE accounts SET balance = balance - $4::bigint, updated_at = now()
-          WHERE merchant_id = $1 AND id = $3 AND balance >= $4::bigint
-         RETURNING balance),
-       c AS (
-         INSERT INTO charges (merchant_id, id, account_id, amount, currency, status)
-         SELECT $1, $5, $3, $4, 'USD', 'succeeded' FROM d
-         RETURNING id)
-  INSERT INTO ledger_entries (merchant_id, id, account_id, type, amount, balance_after, source_id)
-  SELECT $1, $6, $3, 'charge', -$4::bigint, d.balance, c.id FROM d, c`;
-
 async function ceiling(
   name: string,
   connections: number,
@@ -520,13 +498,7 @@ async function ceilingLoad(
         while (Date.now() < end) {
           const started = process.hrtime.bigint();
           try {
-            const id = randomUUID().replaceAll('-', '');
-            // A named prepared statement, as the API's statements are: parsed once per connection.
-            await client.query({
-              name: 'ceiling',
-              text: CEILING_SQL,
-              values: [MERCHANT, `ceiling-${id}`, account(), 1, `ch_c${id}`, `le_c${id}`],
-            });
+            await client.query(ceilingQuery(account()));
           } catch {
             errors++;
           }
@@ -664,36 +636,11 @@ async function webhookSink(db: pg.Pool) {
   return { received: () => received, close: () => server.close() };
 }
 
-/** A merchant with a known key, and accounts funded through deposits (so the books stay sound). */
-async function seed(db: pg.Pool): Promise<string[]> {
-  await db.query(
-    `INSERT INTO merchants (id, name, api_key_hash) VALUES ($1, 'Bench', $2)
-     ON CONFLICT (id) DO UPDATE SET api_key_hash = EXCLUDED.api_key_hash`,
-    [MERCHANT, hashApiKey(API_KEY)],
-  );
-  const { rows } = await db.query(
-    `WITH a AS (
-       INSERT INTO accounts (merchant_id, id, name, currency, balance)
-       SELECT $1, 'acct_bench' || lpad(g::text, 22, '0'), 'bench ' || g, 'USD', $2::bigint
-         FROM generate_series(1, $3) g
-       ON CONFLICT DO NOTHING
-       RETURNING id),
-     d AS (
-       INSERT INTO deposits (merchant_id, id, account_id, amount, currency)
-       SELECT $1, 'dep_' || a.id, a.id, $2::bigint, 'USD' FROM a
-       RETURNING id, account_id, amount)
-     INSERT INTO ledger_entries (merchant_id, id, account_id, type, amount, balance_after, source_id)
-     SELECT $1, 'le_' || d.id, d.account_id, 'deposit', d.amount, d.amount, d.id FROM d
-     RETURNING account_id`,
-    [MERCHANT, BALANCE, ACCOUNTS],
-  );
-  const ids = (
-    await db.query<{ id: string }>(`SELECT id FROM accounts WHERE merchant_id = $1 ORDER BY id`, [
-      MERCHANT,
-    ])
-  ).rows.map((r) => r.id);
-  log(`seeded ${ids.length} accounts (${rows.length} deposits this run)`);
-  return ids;
+/** The bench merchant with this run's key, and its funded accounts. */
+async function seedBench(db: pg.Pool): Promise<string[]> {
+  const { accounts, deposits } = await seed(db, API_KEY);
+  log(`seeded ${accounts.length} accounts (${deposits} deposits this run)`);
+  return accounts;
 }
 
 // ---- output -------------------------------------------------------------------
