@@ -14,6 +14,7 @@ import { TopUps1764748800000 } from './migrations/1764748800000-top-ups.js';
 import { Events1764835200000 } from './migrations/1764835200000-events.js';
 import { DistributeByMerchant1764921600000 } from './migrations/1764921600000-distribute-by-merchant.js';
 import { ClaimChecksCompleted1765008000000 } from './migrations/1765008000000-claim-checks-completed.js';
+import { CheaperKeyChecks1765094400000 } from './migrations/1765094400000-cheaper-key-checks.js';
 import { Refund } from '../refunds/refund.entity.js';
 
 export const ENTITIES = [Merchant, Account, Deposit, Charge, Refund, LedgerEntry, IdempotencyKey];
@@ -26,6 +27,7 @@ export const MIGRATIONS = [
   Events1764835200000,
   DistributeByMerchant1764921600000,
   ClaimChecksCompleted1765008000000,
+  CheaperKeyChecks1765094400000,
 ];
 
 /**
