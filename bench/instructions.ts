@@ -6,7 +6,10 @@
 // the schema or to the statements can be weighed by it, before and after.
 //
 //   BENCH_REQUESTS=400 BENCH_WARMUP_REQUESTS=50 npm run bench:instructions
-//   BENCH_SCENARIOS=charge,ceiling   only those (charge, replay, ceiling)
+//   BENCH_SCENARIOS=charge,ceiling   only those (charge, replay, ceiling, peer-charge)
+//   BENCH_PEER=<dir>  also the peer's fresh charge (bench/peer.ts, memory store): what
+//                     PostgreSQL executes for the charge of the library a reader would
+//                     install instead, on its own database of the same cluster
 //
 // Linux, with valgrind installed (apt-get install valgrind); not part of npm test.
 // A scratch cluster of the embedded PostgreSQL in a temporary folder, migrated and
@@ -42,11 +45,15 @@ import { projectRoot, startApi } from '../lab/api-process.js';
 import { freePort } from '../src/common/free-port.js';
 import { migrate } from '../src/database/data-source.js';
 import { startEmbeddedPostgres } from '../src/database/embedded-postgres.js';
-import { ceilingQuery, chargeBody, seed } from './workload.js';
+import { peerChargeBody, peerDatabase, seedPeerAccounts, startPeer } from './peer.js';
+import { ACCOUNTS, BALANCE, ceilingQuery, chargeBody, seed } from './workload.js';
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 400);
 const WARMUP = Number(process.env.BENCH_WARMUP_REQUESTS ?? 50);
-const SCENARIOS = (process.env.BENCH_SCENARIOS ?? 'charge,replay,ceiling').split(',');
+const PEER_DIR = process.env.BENCH_PEER;
+const SCENARIOS = (
+  process.env.BENCH_SCENARIOS ?? `charge,replay,ceiling${PEER_DIR ? ',peer-charge' : ''}`
+).split(',');
 /** Charges (the ceiling's) already in the tables when counting starts. */
 const FILL = 5_000;
 const API_KEY = `sk_bench_${randomUUID().replaceAll('-', '')}`;
@@ -73,6 +80,7 @@ async function main(): Promise<void> {
   for (let i = 0; i < FILL; i++) await db.query(ceilingQuery(accounts[i % accounts.length]));
   await db.query('VACUUM ANALYZE');
   await db.end();
+  const peerAccounts = PEER_DIR ? await seedPeer(PEER_DIR, database.url) : [];
   await database.stop();
 
   const server = await underCallgrind(path.join(scratch, 'postgres'));
@@ -89,6 +97,19 @@ async function main(): Promise<void> {
     const scenarios: Record<string, (requests: number) => Promise<number[]>> = {
       charge: api((base) => charge(base, chargeBody(account()), randomUUID())),
       replay: api((base) => charge(base, replayed.body, replayed.key)),
+      'peer-charge': async (requests) => {
+        if (!PEER_DIR) throw new Error('peer-charge needs BENCH_PEER');
+        const peer = await startPeer(PEER_DIR, 'memory', peerUrl(url));
+        try {
+          for (let i = 0; i < requests; i++) {
+            const body = peerChargeBody(peerAccounts[n++ % peerAccounts.length]);
+            await charge(peer.url, body, randomUUID());
+          }
+          return await server.clientBackends();
+        } finally {
+          await peer.stop();
+        }
+      },
       ceiling: async (requests) => {
         const client = new pg.Client({ connectionString: url.toString() });
         await client.connect();
@@ -151,6 +172,35 @@ async function againstApi(
     api.child.kill('SIGTERM');
     await api.exited();
   }
+}
+
+/**
+ * The peer's database on the scratch cluster, before it runs under callgrind: its
+ * tables (the peer makes them), the bench's accounts made through its API, and as
+ * many charges already in them as the API's tables hold.
+ */
+async function seedPeer(dir: string, benchUrl: string): Promise<number[]> {
+  const peer = await startPeer(dir, 'memory', await peerDatabase(benchUrl));
+  try {
+    const accounts = await seedPeerAccounts(peer, ACCOUNTS, BALANCE);
+    for (let i = 0; i < FILL; i++) {
+      await charge(peer.url, peerChargeBody(accounts[i % accounts.length]), randomUUID());
+    }
+    return accounts;
+  } finally {
+    await peer.stop();
+    const db = new pg.Client({ connectionString: peerUrl(new URL(benchUrl)) });
+    await db.connect();
+    await db.query('VACUUM ANALYZE');
+    await db.end();
+  }
+}
+
+/** The peer's database (peerDatabase names it) on the server at `url`. */
+function peerUrl(url: URL): string {
+  const peer = new URL(url);
+  peer.pathname = '/payments_peer';
+  return peer.toString();
 }
 
 /** POST /charges; anything but 201 ends the run. */
