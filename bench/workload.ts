@@ -1,5 +1,6 @@
 // What both benchmarks load the database with: the bench merchant, its funded
-// accounts, and the ceiling, the same durable idempotent charge as ONE statement.
+// accounts, and the ceiling, the same durable idempotent charge as ONE statement
+// (the same rows as the API's charge writes, in one round trip).
 // npm run bench (bench/run.ts) times them; npm run bench:instructions
 // (bench/instructions.ts) counts the instructions PostgreSQL spends on them.
 import { randomUUID } from 'node:crypto';
@@ -54,8 +55,10 @@ export function chargeBody(account: string): string {
 const CEILING_SQL = `
   WITH k AS (
          INSERT INTO idempotency_keys (merchant_id, key, request_method, request_path, fingerprint,
-                                       response_status, response_content_type, response_body, expires_at)
-         VALUES ($1, $2, 'POST', '/charges', repeat('0', 64), 201, 'application/json', '{}', now() + interval '1 day')
+                                       response_status, response_content_type, response_body,
+                                       response_location, expires_at)
+         VALUES ($1, $2, 'POST', '/charges', repeat('0', 64), 201, 'application/json', $7,
+                 '/charges/' || $5, now() + interval '1 day')
          RETURNING key),
        d AS (
          UPDATE accounts SET balance = balance - $4::bigint, updated_at = now()
@@ -64,20 +67,51 @@ const CEILING_SQL = `
        c AS (
          INSERT INTO charges (merchant_id, id, account_id, amount, currency, status)
          SELECT $1, $5, $3, $4, 'USD', 'succeeded' FROM d
-         RETURNING id)
+         RETURNING id),
+       e AS (
+         INSERT INTO events (merchant_id, id, type, data)
+         SELECT $1, $8, 'charge.succeeded', $9 FROM c),
+       w AS (
+         INSERT INTO webhook_deliveries (merchant_id, event_id, endpoint_id)
+         SELECT $1, $8, endpoint.id FROM webhook_endpoints endpoint, c
+          WHERE endpoint.merchant_id = $1 AND endpoint.enabled AND endpoint.deleted_at IS NULL)
   INSERT INTO ledger_entries (merchant_id, id, account_id, type, amount, balance_after, source_id)
   SELECT $1, $6, $3, 'charge', -$4::bigint, d.balance, c.id FROM d, c`;
 
 /**
- * One ceiling charge of 1 cent from `account`: the key, the debit, the charge and
- * its ledger entry in one statement, with no HTTP and no framework. A named prepared
- * statement, as the API's statements are: parsed once per connection.
+ * One ceiling charge of 1 cent from `account`, with no HTTP and no framework: in one
+ * statement, the rows the API's charge writes, of the same sizes (the stored key with
+ * the response a client gets, the debit, the charge, its ledger entry, its event and
+ * a delivery per webhook endpoint). A named prepared statement, as the API's
+ * statements are: parsed once per connection.
  */
 export function ceilingQuery(account: string): pg.QueryConfig {
   const id = randomUUID().replaceAll('-', '');
+  const charge = {
+    id: `ch_c${id}`,
+    object: 'charge',
+    accountId: account,
+    amount: 1,
+    currency: 'USD',
+    description: null,
+    metadata: {},
+    status: 'succeeded',
+    amountRefunded: 0,
+    createdAt: new Date().toISOString(),
+  };
   return {
     name: 'ceiling',
     text: CEILING_SQL,
-    values: [MERCHANT, `ceiling-${id}`, account, 1, `ch_c${id}`, `le_c${id}`],
+    values: [
+      MERCHANT,
+      `ceiling-${id}`,
+      account,
+      1,
+      charge.id,
+      `le_c${id}`,
+      JSON.stringify(charge),
+      `evt_c${id}`,
+      JSON.stringify({ object: charge }),
+    ],
   };
 }
