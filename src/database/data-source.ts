@@ -15,6 +15,7 @@ import { Events1764835200000 } from './migrations/1764835200000-events.js';
 import { DistributeByMerchant1764921600000 } from './migrations/1764921600000-distribute-by-merchant.js';
 import { ClaimChecksCompleted1765008000000 } from './migrations/1765008000000-claim-checks-completed.js';
 import { CheaperKeyChecks1765094400000 } from './migrations/1765094400000-cheaper-key-checks.js';
+import { RulesOfOneColumnAsDomains1765180800000 } from './migrations/1765180800000-rules-of-one-column-as-domains.js';
 import { Refund } from '../refunds/refund.entity.js';
 
 export const ENTITIES = [Merchant, Account, Deposit, Charge, Refund, LedgerEntry, IdempotencyKey];
@@ -28,6 +29,7 @@ export const MIGRATIONS = [
   DistributeByMerchant1764921600000,
   ClaimChecksCompleted1765008000000,
   CheaperKeyChecks1765094400000,
+  RulesOfOneColumnAsDomains1765180800000,
 ];
 
 /**
