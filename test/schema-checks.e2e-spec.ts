@@ -76,12 +76,27 @@ async function stored(
     );
     return true;
   } catch (error) {
-    const { code, constraint: refusedBy } = error as { code?: string; constraint?: string };
-    if (code === '23514' && refusedBy === constraint) return false;
+    if (refusedBy(error) === constraint) return false;
     throw error;
   } finally {
     await client.query('ROLLBACK TO SAVEPOINT probe');
   }
+}
+
+/**
+ * The CHECK constraint that refused a row, if that is what the error is. A Citus
+ * coordinator relays a worker's error without its constraint field, naming the
+ * shard's copy of the constraint (`…_check_102189`) in the message instead.
+ */
+function refusedBy(error: unknown): string | undefined {
+  const { code, constraint, message } = error as {
+    code?: string;
+    constraint?: string;
+    message?: string;
+  };
+  if (code !== '23514') return undefined;
+  const named = constraint ?? /violates check constraint "([^"]+)"/.exec(message ?? '')?.[1];
+  return named?.replace(/_\d+$/, '');
 }
 
 /** Whether `value` is a value of the domain, or refused by the domain's rule. */

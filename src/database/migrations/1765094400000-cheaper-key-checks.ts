@@ -16,22 +16,29 @@ export class CheaperKeyChecks1765094400000 implements MigrationInterface {
   name = 'CheaperKeyChecks1765094400000';
 
   async up(db: QueryRunner): Promise<void> {
+    // One subcommand per ALTER TABLE: Citus refuses ADD CONSTRAINT beside any other.
+    await db.query(`ALTER TABLE idempotency_keys DROP CONSTRAINT idempotency_keys_key_check`);
     await db.query(`
-      ALTER TABLE idempotency_keys
-        DROP CONSTRAINT idempotency_keys_key_check,
-        ADD CONSTRAINT idempotency_keys_key_check
-          CHECK (char_length(key) <= 255 AND key ~ '^[\\x21-\\x7e]+$'),
-        DROP CONSTRAINT idempotency_keys_fingerprint_check,
-        ADD CONSTRAINT idempotency_keys_fingerprint_check
-          CHECK (char_length(fingerprint) = 64 AND fingerprint ~ '^[0-9a-f]+$')`);
+      ALTER TABLE idempotency_keys ADD CONSTRAINT idempotency_keys_key_check
+        CHECK (char_length(key) <= 255 AND key ~ '^[\\x21-\\x7e]+$')`);
+    await db.query(
+      `ALTER TABLE idempotency_keys DROP CONSTRAINT idempotency_keys_fingerprint_check`,
+    );
+    await db.query(`
+      ALTER TABLE idempotency_keys ADD CONSTRAINT idempotency_keys_fingerprint_check
+        CHECK (char_length(fingerprint) = 64 AND fingerprint ~ '^[0-9a-f]+$')`);
   }
 
   async down(db: QueryRunner): Promise<void> {
+    await db.query(`ALTER TABLE idempotency_keys DROP CONSTRAINT idempotency_keys_key_check`);
     await db.query(`
-      ALTER TABLE idempotency_keys
-        DROP CONSTRAINT idempotency_keys_key_check,
-        ADD CONSTRAINT idempotency_keys_key_check CHECK (key ~ '^[\\x21-\\x7e]{1,255}$'),
-        DROP CONSTRAINT idempotency_keys_fingerprint_check,
-        ADD CONSTRAINT idempotency_keys_fingerprint_check CHECK (fingerprint ~ '^[0-9a-f]{64}$')`);
+      ALTER TABLE idempotency_keys ADD CONSTRAINT idempotency_keys_key_check
+        CHECK (key ~ '^[\\x21-\\x7e]{1,255}$')`);
+    await db.query(
+      `ALTER TABLE idempotency_keys DROP CONSTRAINT idempotency_keys_fingerprint_check`,
+    );
+    await db.query(`
+      ALTER TABLE idempotency_keys ADD CONSTRAINT idempotency_keys_fingerprint_check
+        CHECK (fingerprint ~ '^[0-9a-f]{64}$')`);
   }
 }
