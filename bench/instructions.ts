@@ -45,7 +45,13 @@ import { projectRoot, startApi } from '../lab/api-process.js';
 import { freePort } from '../src/common/free-port.js';
 import { migrate } from '../src/database/data-source.js';
 import { startEmbeddedPostgres } from '../src/database/embedded-postgres.js';
-import { peerChargeBody, peerDatabase, seedPeerAccounts, startPeer } from './peer.js';
+import {
+  peerChargeBody,
+  peerDatabase,
+  peerDatabaseUrl,
+  seedPeerAccounts,
+  startPeer,
+} from './peer.js';
 import { ACCOUNTS, BALANCE, ceilingQuery, chargeBody, seed } from './workload.js';
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 400);
@@ -99,7 +105,7 @@ async function main(): Promise<void> {
       replay: api((base) => charge(base, replayed.body, replayed.key)),
       'peer-charge': async (requests) => {
         if (!PEER_DIR) throw new Error('peer-charge needs BENCH_PEER');
-        const peer = await startPeer(PEER_DIR, 'memory', peerUrl(url));
+        const peer = await startPeer(PEER_DIR, 'memory', peerDatabaseUrl(url));
         try {
           for (let i = 0; i < requests; i++) {
             const body = peerChargeBody(peerAccounts[n++ % peerAccounts.length]);
@@ -180,7 +186,8 @@ async function againstApi(
  * many charges already in them as the API's tables hold.
  */
 async function seedPeer(dir: string, benchUrl: string): Promise<number[]> {
-  const peer = await startPeer(dir, 'memory', await peerDatabase(benchUrl));
+  const databaseUrl = await peerDatabase(benchUrl);
+  const peer = await startPeer(dir, 'memory', databaseUrl);
   try {
     const accounts = await seedPeerAccounts(peer, ACCOUNTS, BALANCE);
     for (let i = 0; i < FILL; i++) {
@@ -189,18 +196,11 @@ async function seedPeer(dir: string, benchUrl: string): Promise<number[]> {
     return accounts;
   } finally {
     await peer.stop();
-    const db = new pg.Client({ connectionString: peerUrl(new URL(benchUrl)) });
+    const db = new pg.Client({ connectionString: databaseUrl });
     await db.connect();
     await db.query('VACUUM ANALYZE');
     await db.end();
   }
-}
-
-/** The peer's database (peerDatabase names it) on the server at `url`. */
-function peerUrl(url: URL): string {
-  const peer = new URL(url);
-  peer.pathname = '/payments_peer';
-  return peer.toString();
 }
 
 /** POST /charges; anything but 201 ends the run. */

@@ -19,7 +19,7 @@ export interface Peer {
   stop(): Promise<void>;
 }
 
-/** A fresh database for the peers, beside the bench's, on the same server. */
+/** A fresh database for the peers, beside the bench's, on the same server; its URL. */
 export async function peerDatabase(benchUrl: string): Promise<string> {
   const admin = new pg.Client({ connectionString: benchUrl });
   await admin.connect();
@@ -29,9 +29,14 @@ export async function peerDatabase(benchUrl: string): Promise<string> {
   } finally {
     await admin.end();
   }
-  const url = new URL(benchUrl);
-  url.pathname = '/payments_peer';
-  return url.toString();
+  return peerDatabaseUrl(benchUrl);
+}
+
+/** The URL of the peers' database on the server of `url`. */
+export function peerDatabaseUrl(url: string | URL): string {
+  const peer = new URL(url);
+  peer.pathname = '/payments_peer';
+  return peer.toString();
 }
 
 /** Starts the peer's compiled app (it creates its tables itself) and waits for /health. */

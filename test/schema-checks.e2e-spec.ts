@@ -61,19 +61,40 @@ const FINGERPRINTS: Array<[string, boolean]> = [
 ];
 
 /** Whether a key row with these values is stored, or refused by the named constraint. */
-async function stored(
+function stored(
   client: pg.PoolClient,
   row: { key: string; fingerprint: string },
   constraint: string,
 ): Promise<boolean> {
+  return passes(
+    client,
+    `INSERT INTO idempotency_keys (merchant_id, key, request_method, request_path, fingerprint,
+                                   response_status, response_content_type, response_body, expires_at)
+     VALUES ('mch_checks', $1, 'POST', '/charges', $2, 201, 'application/json', '{}', now() + interval '1 day')`,
+    [row.key, row.fingerprint],
+    constraint,
+  );
+}
+
+/** Whether `value` is a value of the domain, or refused by the domain's rule. */
+function admitted(client: pg.PoolClient, domain: string, value: string): Promise<boolean> {
+  const base = DOMAINS[domain as keyof typeof DOMAINS].type;
+  return passes(client, `SELECT $1::text::${base}::${domain}`, [value], `${domain}_check`);
+}
+
+/**
+ * Runs `sql` under a savepoint, undone afterwards: true if it ran, false if the
+ * CHECK named `constraint` refused it; any other error is thrown.
+ */
+async function passes(
+  client: pg.PoolClient,
+  sql: string,
+  params: unknown[],
+  constraint: string,
+): Promise<boolean> {
   await client.query('SAVEPOINT probe');
   try {
-    await client.query(
-      `INSERT INTO idempotency_keys (merchant_id, key, request_method, request_path, fingerprint,
-                                     response_status, response_content_type, response_body, expires_at)
-       VALUES ('mch_checks', $1, 'POST', '/charges', $2, 201, 'application/json', '{}', now() + interval '1 day')`,
-      [row.key, row.fingerprint],
-    );
+    await client.query(sql, params);
     return true;
   } catch (error) {
     if (refusedBy(error) === constraint) return false;
@@ -97,25 +118,6 @@ function refusedBy(error: unknown): string | undefined {
   if (code !== '23514') return undefined;
   const named = constraint ?? /violates check constraint "([^"]+)"/.exec(message ?? '')?.[1];
   return named?.replace(/_\d+$/, '');
-}
-
-/** Whether `value` is a value of the domain, or refused by the domain's rule. */
-async function admitted(client: pg.PoolClient, domain: string, value: string): Promise<boolean> {
-  await client.query('SAVEPOINT probe');
-  try {
-    await client.query(`SELECT $1::text::${baseOf(domain)}::${domain}`, [value]);
-    return true;
-  } catch (error) {
-    const { code, constraint } = error as { code?: string; constraint?: string };
-    if (code === '23514' && constraint === `${domain}_check`) return false;
-    throw error;
-  } finally {
-    await client.query('ROLLBACK TO SAVEPOINT probe');
-  }
-}
-
-function baseOf(domain: string): string {
-  return DOMAINS[domain as keyof typeof DOMAINS].type;
 }
 
 async function inTransaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
