@@ -58,7 +58,7 @@ export default tseslint.config(
   },
   {
     // The retry lab's page: plain JavaScript for the browser, no build step, no types.
-    files: ['src/lab/page/*.js'],
+    files: ['src/browser-lab/page/*.js'],
     ...tseslint.configs.disableTypeChecked,
     languageOptions: {
       ...tseslint.configs.disableTypeChecked.languageOptions,

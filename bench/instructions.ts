@@ -41,7 +41,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
-import { projectRoot, startApi } from '../lab/api-process.js';
+import { projectRoot, startApi } from '../tools/api-process.js';
 import { freePort } from '../src/common/free-port.js';
 import { migrate } from '../src/database/data-source.js';
 import { startEmbeddedPostgres } from '../src/database/embedded-postgres.js';

@@ -6,7 +6,7 @@
 //   BENCH_API_DATABASE_URL=...  the API reaches the database this way (e.g. PgBouncer);
 //                    the bench's own queries and the ceiling go to DATABASE_URL
 //   BENCH_PGBOUNCER=unnamed|named  the API goes through a PgBouncer started here
-//                    (lab/pgbouncer.ts; transaction mode, DB_POOLER=transaction): with
+//                    (tools/pgbouncer.ts; transaction mode, DB_POOLER=transaction): with
 //                    unnamed statements, or named ones tracked by PgBouncer 1.21+
 //                    (max_prepared_statements; PGBOUNCER_BIN names such a build)
 //   DATABASE_URL=<a Citus coordinator>  a fresh payments_bench database on every node
@@ -30,9 +30,9 @@ import { createServer } from 'node:http';
 import { cpus } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { type ApiProcess, projectRoot, startApi } from '../lab/api-process.js';
-import { citusWorkers, createCitusDatabase, dropCitusDatabase } from '../lab/citus.js';
-import { startPgBouncer } from '../lab/pgbouncer.js';
+import { type ApiProcess, projectRoot, startApi } from '../tools/api-process.js';
+import { citusWorkers, createCitusDatabase, dropCitusDatabase } from '../tools/citus.js';
+import { startPgBouncer } from '../tools/pgbouncer.js';
 import {
   type Peer,
   type PeerStorage,
@@ -569,7 +569,7 @@ async function benchDatabase(): Promise<{ url: string; label: string; close(): P
         close: () => Promise.resolve(),
       };
     }
-    // Citus: a fresh database on every node, as the tests make theirs (lab/citus.ts).
+    // Citus: a fresh database on every node, as the tests make theirs (tools/citus.ts).
     citus = true;
     await dropCitusDatabase(process.env.DATABASE_URL, 'payments_bench');
     const url = await createCitusDatabase(process.env.DATABASE_URL, 'payments_bench');

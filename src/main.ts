@@ -33,14 +33,17 @@ async function bootstrap(): Promise<void> {
   let processor: LocalProcessor | undefined;
   if (!config.PROCESSOR_URL && config.NODE_ENV !== 'production') {
     processor = await startLocalProcessor(databaseUrl, config.DATA_DIR);
-    config.PROCESSOR_URL = processor.url;
     log.log({ msg: 'local card processor started', url: processor.url });
   } else if (!config.PROCESSOR_URL) {
     log.warn({ msg: 'no PROCESSOR_URL: card top-ups will stay pending until one is set' });
   }
+  const processorUrl = config.PROCESSOR_URL ?? processor?.url;
 
   const inFlight = new InFlightRequests();
-  const app = await createApp(AppModule.forRoot(config, databaseUrl), { logger, inFlight });
+  const app = await createApp(AppModule.forRoot(config, databaseUrl, processorUrl), {
+    logger,
+    inFlight,
+  });
   if (config.NODE_ENV !== 'production') {
     await app.get(MerchantsService).ensureWithApiKey('Demo merchant', config.DEMO_API_KEY);
   }

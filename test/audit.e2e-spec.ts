@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { AUDIT_CHECKS, auditLedger } from '../src/audit/ledger-audit.js';
-import { childEnv, projectRoot } from '../lab/api-process.js';
+import { childEnv, projectRoot } from '../tools/api-process.js';
 import { useTestApp } from './support/test-app.js';
 
 /**

@@ -13,8 +13,8 @@ import {
   PaymentsApiError,
   type PaymentsClient,
 } from '../client/src/index.js';
-import { FaultyProxy, random } from '../lab/faulty-proxy.js';
-import { pool } from '../lab/retrying-client.js';
+import { FaultyProxy, random } from '../tools/faulty-proxy.js';
+import { pool } from '../tools/retrying-client.js';
 import { ledgerViolations } from './support/invariants.js';
 import { readmeBlock } from './support/readme.js';
 import { useTestApp } from './support/test-app.js';

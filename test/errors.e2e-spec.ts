@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import request from 'supertest';
 import { keyLockId } from '../src/idempotency/idempotency.service.js';
-import { FaultyProxy } from '../lab/faulty-proxy.js';
+import { FaultyProxy } from '../tools/faulty-proxy.js';
 import { onPort } from './support/databases.js';
 import { useTestApp, startTestApp } from './support/test-app.js';
 

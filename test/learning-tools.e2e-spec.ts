@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
-import { childEnv, projectRoot } from '../lab/api-process.js';
+import { childEnv, projectRoot } from '../tools/api-process.js';
 import { freePort } from '../src/common/free-port.js';
 import { createTestDatabase } from './support/databases.js';
 import { startTestProcessor, type TestProcessor } from './support/processor.js';
@@ -86,7 +86,7 @@ describe('npm run demo:retries (the retry lab)', () => {
   async function lab(env: Record<string, string>): Promise<string> {
     const db = await createTestDatabase();
     try {
-      const { stdout } = await promisify(execFile)(process.execPath, ['build/lab/retry-lab.js'], {
+      const { stdout } = await promisify(execFile)(process.execPath, ['build/tools/retry-lab.js'], {
         cwd: projectRoot,
         env: childEnv({ DATABASE_URL: db.url, LAB_CHARGES: '60', LAB_RENAMES: '10', ...env }),
       });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { FaultyProxy } from '../lab/faulty-proxy.js';
+import { FaultyProxy } from '../tools/faulty-proxy.js';
 import { useTestApp } from './support/test-app.js';
 
 const t = useTestApp();

@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { CONFIG_KEYS, loadConfig } from '../src/config/config.js';
-import { NODE_FLAGS } from '../lab/api-process.js';
+import { NODE_FLAGS } from '../tools/api-process.js';
 
 /**
  * There is no Docker engine where the tests run, so the files are checked
@@ -175,12 +175,12 @@ describe('Dockerfile', () => {
     );
   });
 
-  it('ships no demo tooling: the app never imports lab/, bench/ or test/, which the image leaves out', () => {
+  it('ships no demo tooling: the app never imports tools/, bench/ or test/, which the image leaves out', () => {
     const sources = readdirSync(path.join(root, 'src'), { recursive: true, encoding: 'utf8' })
       .filter((f) => f.endsWith('.ts') && !f.endsWith('.spec.ts'))
       .map((f) => path.join('src', f));
     const reaching = sources.filter((file) =>
-      /from '(?:\.\.\/)+(?:lab|bench|test)\//.test(read(file)),
+      /from '(?:\.\.\/)+(?:tools|bench|test)\//.test(read(file)),
     );
     expect(sources.length).toBeGreaterThan(50);
     expect(reaching).toEqual([]);

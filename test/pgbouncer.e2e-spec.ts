@@ -1,14 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import type { DataSource } from 'typeorm';
-import { killApis, startApi } from '../lab/api-process.js';
+import { killApis, startApi } from '../tools/api-process.js';
 import {
   findPgBouncer,
   type PgBouncer,
   startPgBouncer,
   tracksPreparedStatements,
-} from '../lab/pgbouncer.js';
+} from '../tools/pgbouncer.js';
 import { MIGRATIONS } from '../src/database/data-source.js';
 import { TransactionHost } from '../src/database/transaction-host.js';
 import { createTestDatabase, onPort, testPool } from './support/databases.js';
@@ -154,8 +153,7 @@ describeWithPgBouncer('prepared statements through a pooler that does not track 
     return [1, 2].map(() => {
       const pool = testPool(onPort(database.url, bouncer.port), 1);
       pools.push(pool);
-      const dataSource = { driver: { master: pool } } as unknown as DataSource;
-      return new TransactionHost(dataSource, { pooler: 'transaction', preparedStatements });
+      return new TransactionHost(pool, { pooler: 'transaction', preparedStatements });
     });
   }
 

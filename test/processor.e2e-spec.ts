@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { projectRoot } from '../lab/api-process.js';
+import { projectRoot } from '../tools/api-process.js';
 import { freePort } from '../src/common/free-port.js';
 import { startTestProcessor, type TestProcessor } from './support/processor.js';
 

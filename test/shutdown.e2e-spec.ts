@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
-import { killApis, startApi } from '../lab/api-process.js';
+import { killApis, startApi } from '../tools/api-process.js';
 import { createTestDatabase, testPool } from './support/databases.js';
 import { slowCharges, untilAdvisoryLocks } from './support/db-faults.js';
 import { demoFundedAccount, demoPost } from './support/demo-merchant.js';

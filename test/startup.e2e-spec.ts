@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { childEnv, killApis, projectRoot as root, startApi } from '../lab/api-process.js';
+import { childEnv, killApis, projectRoot as root, startApi } from '../tools/api-process.js';
 import { readmeBlock } from './support/readme.js';
 import { createTestDatabase } from './support/databases.js';
 
@@ -37,7 +37,7 @@ describe('npm start', () => {
     expect((await accounts(port, 'sk_test_demo')).status).toBe(200);
     expect(first.output()).toContain('sk_test_demo');
 
-    // The retry lab, served from the build (dist/lab/page), the demo key in its field.
+    // The retry lab, served from the build (dist/browser-lab/page), the demo key in its field.
     expect(first.output()).toMatch(/"retryLab":"http:\/\/localhost:\d+\/lab"/);
     const lab = await fetch(`http://127.0.0.1:${port}/lab`);
     expect(lab.status).toBe(200);
@@ -178,6 +178,7 @@ describe('npm start', () => {
         'deposits',
         'events',
         'idempotency_keys',
+        'idempotency_recovery_points',
         'ledger_entries',
         'merchants',
         'migrations',

@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/glob
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
-import { childEnv, projectRoot } from '../lab/api-process.js';
+import { childEnv, projectRoot } from '../tools/api-process.js';
 import { reconcile, RECONCILIATION_RULES } from '../src/audit/reconciliation.js';
 import { TopUpCompleter } from '../src/top-ups/top-up-completer.js';
 import { startTestProcessor, type TestProcessor } from './support/processor.js';
@@ -45,10 +45,17 @@ async function paymentsFor(topUpId: string) {
   return rows.map((r) => ({ amount: Number(r.amount), refunded: Number(r.amount_refunded) }));
 }
 
-async function topUpRow(id: string) {
+async function statusOf(topUpId: string) {
+  const { rows } = await t.db.query('SELECT status FROM top_ups WHERE id = $1', [topUpId]);
+  return rows[0]?.status;
+}
+
+/** Where the request with this key rests, if it is under way (idempotency_recovery_points). */
+async function underWay(key: string) {
   const { rows } = await t.db.query(
-    `SELECT status, recovery_point AS "recoveryPoint", attempts FROM top_ups WHERE id = $1`,
-    [id],
+    `SELECT recovery_point AS "recoveryPoint", attempts, locked_until > now() AS leased
+       FROM idempotency_recovery_points WHERE key = $1`,
+    [key],
   );
   return rows[0];
 }
@@ -186,12 +193,10 @@ describe('an unknown outcome: never guessed', () => {
     expect(last.body).toMatchObject({
       type: '/problems/top-up-failed',
       failureCode: 'processor_unreachable',
+      detail: expect.stringContaining('after 3 tries'),
     });
-    expect(await topUpRow(last.body.topUpId)).toEqual({
-      status: 'failed',
-      recoveryPoint: 'finished',
-      attempts: 3,
-    });
+    expect(await statusOf(last.body.topUpId)).toBe('failed');
+    expect(await underWay(key)).toBeUndefined(); // answered: no recovery point left
     expect(await paymentsFor(last.body.topUpId)).toEqual([]);
     expect(await t.api.balance(account)).toBe(0);
   });
@@ -207,10 +212,8 @@ describe('the completer', () => {
     const driven = await t.app.get(TopUpCompleter).completeDue();
 
     expect(driven).toBeGreaterThanOrEqual(1);
-    expect(await topUpRow(pending.body.id)).toMatchObject({
-      status: 'succeeded',
-      recoveryPoint: 'finished',
-    });
+    expect(await statusOf(pending.body.id)).toBe('succeeded');
+    expect(await underWay(key)).toBeUndefined();
     expect(await t.api.balance(account)).toBe(2_500);
     const late = await topUp(account, 'tok_timeout_after_charge', key);
     expect(late.status).toBe(201);
@@ -220,14 +223,10 @@ describe('the completer', () => {
 
   it('leaves alone a top-up that a request holds (its lease), and takes nothing twice', async () => {
     const account = await t.api.fundedAccount(0);
-    const running = topUp(account, 'tok_slow', randomUUID()).then((res) => res); // sent now
+    const key = randomUUID();
+    const running = topUp(account, 'tok_slow', key).then((res) => res); // sent now
     // Poll until the request's phase (a) has committed its lease.
-    for (let i = 0; i < 200; i++) {
-      const { rows } = await t.db.query(
-        `SELECT 1 FROM top_ups WHERE account_id = $1 AND locked_until > now()`,
-        [account],
-      );
-      if (rows.length) break;
+    for (let i = 0; i < 200 && !(await underWay(key))?.leased; i++) {
       await new Promise((r) => setTimeout(r, 10));
     }
 
@@ -299,10 +298,8 @@ describe('compensation', () => {
       type: '/problems/account-closed',
       topUpId: expect.any(String),
     });
-    expect(await topUpRow(refused.body.topUpId)).toMatchObject({
-      status: 'failed',
-      recoveryPoint: 'finished',
-    });
+    expect(await statusOf(refused.body.topUpId)).toBe('failed');
+    expect(await underWay(key)).toBeUndefined();
     expect(await paymentsFor(refused.body.topUpId)).toEqual([{ amount: 2_500, refunded: 2_500 }]);
     expect((await topUp(account, 'tok_slow', key)).headers['idempotent-replayed']).toBe('true');
   });

@@ -15,7 +15,7 @@ import type { FastifyReply } from 'fastify';
 import { parseEntityTags, versionsFrom } from '../http/conditional.js';
 import { Idempotent } from '../idempotency/idempotent.decorator.js';
 import { MerchantId } from '../merchants/current-merchant.decorator.js';
-import { type AccountView, etagOf, toAccountView } from './account.view.js';
+import { type AccountView, etagOf, toAccountView } from './account.js';
 import { AccountsService } from './accounts.service.js';
 import { CreateAccountDto } from './dto/create-account.dto.js';
 import { ListAccountsQuery } from './dto/list-accounts.query.js';

@@ -1,17 +1,13 @@
 import { Injectable } from '@nestjs/common';
 import { newId } from '../common/ids.js';
-import { type List, page } from '../common/list.js';
+import { type List, pageAfter, pageParams, toList } from '../common/list.js';
 import { TransactionHost } from '../database/transaction-host.js';
 import { EventsService } from '../events/events.service.js';
 import { CommittedProblem, NotFoundError, ProblemError } from '../problems/problem.js';
-import { Account } from './account.entity.js';
-import { type AccountView, toAccountView } from './account.view.js';
+import { type Account, ACCOUNT_COLUMNS, type AccountView, toAccountView } from './account.js';
 import type { CreateAccountDto } from './dto/create-account.dto.js';
 import type { ListAccountsQuery } from './dto/list-accounts.query.js';
 import type { ReplaceAccountDto } from './dto/replace-account.dto.js';
-
-const ACCOUNT_COLUMNS = `merchant_id AS "merchantId", id, name, currency, balance, metadata, version,
-  closed_at AS "closedAt", created_at AS "createdAt", updated_at AS "updatedAt"`;
 
 /**
  * Accounts: opens, reads, replaces and closes them. The balance is not changed
@@ -59,12 +55,12 @@ export class AccountsService {
 
   /** Open accounts, newest first; closed ones too with `includeClosed`. */
   async list(merchantId: string, query: ListAccountsQuery): Promise<List<AccountView>> {
-    const qb = this.tx
-      .repository(Account)
-      .createQueryBuilder('account')
-      .where('account.merchant_id = :merchantId', { merchantId });
-    if (!query.includeClosed) qb.andWhere('account.closed_at IS NULL');
-    return page(qb, query, toAccountView);
+    const rows = await this.tx.query<Account>(
+      `SELECT ${ACCOUNT_COLUMNS} FROM accounts
+        WHERE merchant_id = $1 AND ($2 OR closed_at IS NULL) ${pageAfter(3)}`,
+      [merchantId, query.includeClosed, ...pageParams(query)],
+    );
+    return toList(rows, query, toAccountView);
   }
 
   /**

@@ -1,7 +1,7 @@
 import { Body, Controller, Get, Param, Post, Query } from '@nestjs/common';
 import { Idempotent } from '../idempotency/idempotent.decorator.js';
 import { MerchantId } from '../merchants/current-merchant.decorator.js';
-import type { ChargeView } from './charge.view.js';
+import type { ChargeView } from './charge.js';
 import { ChargesService } from './charges.service.js';
 import { CreateChargeDto } from './dto/create-charge.dto.js';
 import { ListChargesQuery } from './dto/list-charges.query.js';

@@ -1,13 +1,12 @@
 import { Injectable } from '@nestjs/common';
 import { AccountsService } from '../accounts/accounts.service.js';
 import { newId } from '../common/ids.js';
-import { type List, page } from '../common/list.js';
+import { type List, pageAfter, pageParams, toList } from '../common/list.js';
 import { TransactionHost } from '../database/transaction-host.js';
 import { EventsService } from '../events/events.service.js';
 import { LedgerService } from '../ledger/ledger.service.js';
 import { CommittedProblem, NotFoundError } from '../problems/problem.js';
-import { Charge } from './charge.entity.js';
-import { type ChargeView, toChargeView } from './charge.view.js';
+import { type Charge, CHARGE_COLUMNS, type ChargeView, toChargeView } from './charge.js';
 import type { CreateChargeDto } from './dto/create-charge.dto.js';
 import type { ListChargesQuery } from './dto/list-charges.query.js';
 
@@ -21,10 +20,6 @@ export class InsufficientFundsError extends CommittedProblem {
     );
   }
 }
-
-const CHARGE_COLUMNS = `merchant_id AS "merchantId", id, account_id AS "accountId", amount, currency,
-  description, metadata, status, failure_code AS "failureCode",
-  amount_refunded AS "amountRefunded", created_at AS "createdAt"`;
 
 /** The charges table: its only writer. */
 @Injectable()
@@ -98,13 +93,12 @@ export class ChargesService {
   }
 
   async list(merchantId: string, query: ListChargesQuery): Promise<List<ChargeView>> {
-    const qb = this.tx
-      .repository(Charge)
-      .createQueryBuilder('charge')
-      .where('charge.merchant_id = :merchantId', { merchantId });
-    if (query.accountId)
-      qb.andWhere('charge.account_id = :accountId', { accountId: query.accountId });
-    return page(qb, query, toChargeView);
+    const rows = await this.tx.query<Charge>(
+      `SELECT ${CHARGE_COLUMNS} FROM charges
+        WHERE merchant_id = $1 AND ($2::text IS NULL OR account_id = $2) ${pageAfter(3)}`,
+      [merchantId, query.accountId ?? null, ...pageParams(query)],
+    );
+    return toList(rows, query, toChargeView);
   }
 
   /**

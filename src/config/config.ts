@@ -11,7 +11,6 @@ import {
   validateSync,
 } from 'class-validator';
 import { networkInterfaces } from 'node:os';
-import type { ConnectionSettings } from '../database/data-source.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'verbose'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -180,6 +179,26 @@ export class AppConfig {
 }
 
 export class ConfigError extends Error {}
+
+/**
+ * How the service's connections reach PostgreSQL (settings DB_POOLER and
+ * DB_PREPARED_STATEMENTS; docs/scaling-out.md#connection-poolers).
+ */
+export interface ConnectionSettings {
+  /**
+   * `transaction`: through a pooler that lends a server connection for one
+   * transaction at a time (PgBouncer's transaction mode). Such a pooler refuses
+   * or cannot keep per-connection settings, so the timeouts travel with each
+   * transaction instead (TransactionHost's BEGIN).
+   */
+  pooler: 'none' | 'transaction';
+  /**
+   * `unnamed`: statements with parameters go as the protocol's unnamed statement,
+   * which a pooler that does not track prepared statements (PgBouncer before
+   * 1.21, or without max_prepared_statements) passes through safely.
+   */
+  preparedStatements: 'named' | 'unnamed';
+}
 
 /** How the pool's connections reach PostgreSQL, from the two settings that say it. */
 export function connectionSettings(config: AppConfig): ConnectionSettings {

@@ -1,11 +1,21 @@
-import { type DynamicModule, Global, Module } from '@nestjs/common';
-import { TypeOrmModule } from '@nestjs/typeorm';
-import { type ConnectionSettings, dataSourceOptions, DIRECT } from './data-source.js';
-import { CONNECTION_SETTINGS, TransactionHost } from './transaction-host.js';
+import {
+  type DynamicModule,
+  Global,
+  Inject,
+  Module,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
+import type { Pool } from 'pg';
+import type { ConnectionSettings } from '../config/config.js';
+import { createPool, DIRECT } from './connection.js';
+import { CONNECTION_SETTINGS, PG_POOL, TransactionHost } from './transaction-host.js';
 
+/** The pool of connections, and TransactionHost, through which every query goes. */
 @Global()
 @Module({})
-export class DatabaseModule {
+export class DatabaseModule implements OnApplicationShutdown {
+  constructor(@Inject(PG_POOL) private readonly pool: Pool) {}
+
   static forRoot(
     url: string,
     poolSize: number,
@@ -13,14 +23,17 @@ export class DatabaseModule {
   ): DynamicModule {
     return {
       module: DatabaseModule,
-      imports: [
-        TypeOrmModule.forRoot({
-          ...dataSourceOptions(url, poolSize, connection),
-          retryAttempts: 0,
-        }),
+      providers: [
+        { provide: PG_POOL, useFactory: () => createPool(url, poolSize, connection) },
+        { provide: CONNECTION_SETTINGS, useValue: connection },
+        TransactionHost,
       ],
-      providers: [TransactionHost, { provide: CONNECTION_SETTINGS, useValue: connection }],
       exports: [TransactionHost],
     };
+  }
+
+  /** Last: the background tasks have stopped and the requests have finished by now. */
+  async onApplicationShutdown(): Promise<void> {
+    await this.pool.end();
   }
 }

@@ -1,6 +1,5 @@
 import { beforeEach, describe, expect, it } from '@jest/globals';
-import type { QueryConfig } from 'pg';
-import type { DataSource } from 'typeorm';
+import type { Pool, QueryConfig } from 'pg';
 import { TransactionHost } from './transaction-host.js';
 
 /**
@@ -98,7 +97,7 @@ let tx: TransactionHost;
 beforeEach(() => {
   pool = new FakePool();
   connection = pool.connection;
-  tx = new TransactionHost({ driver: { master: pool } } as unknown as DataSource);
+  tx = new TransactionHost(pool as unknown as Pool);
 });
 
 async function rejection(promise: Promise<unknown>): Promise<Error> {
@@ -252,6 +251,68 @@ describe('TransactionHost', () => {
       expect(error.message).toBe('Connection terminated');
       expect(connection.roundTrips).toEqual([['BEGIN', 'SELECT 1'], ['SELECT 2'], ['ROLLBACK']]);
       expect(connection.released).toEqual({ destroyed: true });
+    });
+  });
+
+  describe('atBegin: a guard that travels with BEGIN', () => {
+    it('sends it right behind BEGIN, with the first statement, without a round trip of its own', async () => {
+      await tx.run(async () => {
+        tx.atBegin('SELECT claim($1)', [1]);
+        await tx.query('UPDATE debit');
+        tx.atCommit('INSERT stored', [2]);
+      });
+
+      expect(connection.roundTrips).toEqual([
+        ['BEGIN', 'SELECT claim($1)', 'UPDATE debit'],
+        ['INSERT stored', 'COMMIT'],
+      ]);
+    });
+
+    it("throws the guard's error when it fails, not the refusals of the statements behind it", async () => {
+      connection.failing.add('SELECT claim($1)');
+      const answers: string[] = [];
+      const error = await rejection(
+        tx.run(async () => {
+          tx.atBegin('SELECT claim($1)', [1]);
+          const debit = tx.query('UPDATE debit').then(
+            () => 'answered',
+            (e: Error) => e.message,
+          );
+          answers.push(await debit);
+          throw new Error('the work gave up');
+        }),
+      );
+
+      expect(error.message).toBe('SELECT claim($1) failed');
+      expect(answers).toEqual(['SELECT claim($1) failed']);
+      expect(connection.roundTrips).toEqual([
+        ['BEGIN', 'SELECT claim($1)', 'UPDATE debit'],
+        ['ROLLBACK'],
+      ]);
+    });
+
+    it('goes with COMMIT when the work sent nothing else, and still decides the outcome', async () => {
+      connection.failing.add('SELECT claim($1)');
+      const error = await rejection(
+        tx.run(async () => {
+          tx.atBegin('SELECT claim($1)', [1]);
+          tx.atCommit('INSERT stored', [2]);
+        }),
+      );
+
+      expect(error.message).toBe('SELECT claim($1) failed');
+      expect(connection.roundTrips).toEqual([
+        ['BEGIN', 'SELECT claim($1)', 'INSERT stored', 'COMMIT'],
+      ]);
+    });
+
+    it('is refused once the transaction has sent a statement: it must guard all of them', async () => {
+      await expect(
+        tx.run(async () => {
+          await tx.query('SELECT 1');
+          tx.atBegin('SELECT claim($1)', [1]);
+        }),
+      ).rejects.toThrow('atBegin() after the first statement');
     });
   });
 

@@ -1,16 +1,13 @@
 import { Inject, Injectable, Optional } from '@nestjs/common';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
-import type { Writable } from 'node:stream';
-import { type Pool, type PoolClient, type QueryConfig, type QueryResultRow } from 'pg';
-import { DataSource, type EntityTarget, type ObjectLiteral, type Repository } from 'typeorm';
-import {
-  type ConnectionSettings,
-  DIRECT,
-  IDLE_IN_TRANSACTION_TIMEOUT_MS,
-  STATEMENT_TIMEOUT_MS,
-} from './data-source.js';
+import type { Pool, PoolClient, QueryConfig, QueryResultRow } from 'pg';
+import type { ConnectionSettings } from '../config/config.js';
+import { DIRECT, IDLE_IN_TRANSACTION_TIMEOUT_MS, STATEMENT_TIMEOUT_MS } from './connection.js';
+import { socketOf } from './pg-internals.js';
 
+/** The injection token of the pool (node-postgres) that the transactions take connections from. */
+export const PG_POOL = Symbol('PgPool');
 /** The injection token of the pool's ConnectionSettings. */
 export const CONNECTION_SETTINGS = Symbol('ConnectionSettings');
 
@@ -18,6 +15,10 @@ interface OpenTransaction {
   client: PoolClient;
   /** Whether BEGIN has been sent and the transaction not yet ended. */
   open: boolean;
+  /** Statements to send right after BEGIN, ahead of the work's own (see atBegin). */
+  atBegin: QueryConfig[];
+  /** The first of them to fail, once answered: the error run() throws. */
+  openingError?: unknown;
   /** Statements to send with COMMIT, without waiting between them (see atCommit). */
   atCommit: QueryConfig[];
   /** What to do once COMMIT has succeeded (see afterCommit). */
@@ -31,15 +32,25 @@ interface OpenTransaction {
  * a connection by hand and cannot escape the transaction by accident: every
  * query made through this host inside run() uses run()'s connection.
  *
- * It talks to node-postgres directly (TypeORM's pool, not its query runner)
- * because on the money paths every round trip counts. The pool's connections
- * pipeline (`pipeline: true` in data-source.ts): a statement is sent at once,
- * without waiting for the answer to the one before, and PostgreSQL answers them
- * in order. So BEGIN leaves with the transaction's first statement, the
- * statements queued with atCommit() leave with COMMIT, and a transaction that
- * ran no statement sends nothing.
+ * It also decides how the statements travel, because on the money paths every
+ * round trip costs (decisions 0007, 0009, 0015). The pool's connections pipeline
+ * (`pipeline: true`, connection.ts): a statement is sent at once, without waiting
+ * for the answer to the one before, and PostgreSQL answers them in order. So:
  *
- * (@nestjs-cls/transactional does the same job; its nestjs-cls dependency is
+ * - BEGIN is sent with the transaction's first statement, and a transaction that
+ *   ran no statement sends nothing at all;
+ * - statements queued with atBegin() go right behind BEGIN, in that same round
+ *   trip: the claim of an idempotency key travels with the handler's first
+ *   statement. Nobody waits for its answer, and nobody needs to: if it fails,
+ *   PostgreSQL refuses every statement sent behind it (the transaction is
+ *   aborted), and run() throws the claim's error, not the refusals';
+ * - statements queued with atCommit() go with COMMIT, in one round trip: the
+ *   records whose answers nobody needs, and the stored response.
+ *
+ * A fresh charge is thus two round trips: BEGIN, the claim and the debit; then
+ * the records, the stored response and COMMIT.
+ *
+ * (@nestjs-cls/transactional does the first job; its nestjs-cls dependency is
  * CommonJS that require()s NestJS 12's ES modules, which Jest cannot load on
  * Node 20. This file is the part of it this service needs.)
  */
@@ -50,7 +61,7 @@ export class TransactionHost {
   private readonly prepared: (text: string, values: unknown[]) => QueryConfig;
 
   constructor(
-    private readonly dataSource: DataSource,
+    @Inject(PG_POOL) private readonly pool: Pool,
     @Optional() @Inject(CONNECTION_SETTINGS) connection: ConnectionSettings = DIRECT,
   ) {
     this.begin = beginStatement(connection);
@@ -68,6 +79,7 @@ export class TransactionHost {
     const transaction: OpenTransaction = {
       client,
       open: false,
+      atBegin: [],
       atCommit: [],
       afterCommit: [],
       startedAt,
@@ -80,10 +92,24 @@ export class TransactionHost {
       return result;
     } catch (error) {
       await this.rollback(transaction);
-      throw error;
+      throw transaction.openingError ?? error;
     } finally {
       client.removeListener('error', ignore);
     }
+  }
+
+  /**
+   * Queues a statement to be sent right after BEGIN, ahead of the work's first
+   * statement and in the same round trip, without waiting for its answer (the
+   * claim of an idempotency key). When it fails, PostgreSQL refuses everything
+   * behind it, and run() throws this statement's error. Only before the
+   * transaction's first statement: it guards all of them.
+   */
+  atBegin(sql: string, params: unknown[] = []): void {
+    const transaction = this.storage.getStore();
+    if (!transaction) throw new Error('atBegin() needs a transaction');
+    if (transaction.open) throw new Error('atBegin() after the first statement');
+    transaction.atBegin.push(this.prepared(sql, params));
   }
 
   /**
@@ -116,15 +142,6 @@ export class TransactionHost {
   }
 
   /**
-   * A TypeORM repository on the pool, for reads built with its query builder
-   * (the lists). Writes go through query(), which joins the transaction.
-   */
-  repository<T extends ObjectLiteral>(entity: EntityTarget<T>): Repository<T> {
-    if (this.inTransaction) throw new Error('inside a transaction, use query()');
-    return this.dataSource.getRepository(entity);
-  }
-
-  /**
    * Runs SQL in the current transaction (or on the pool outside one) and returns
    * its rows. The statement is sent at once: two queries started without awaiting
    * the first travel together and are answered in order, and if the first fails,
@@ -141,15 +158,24 @@ export class TransactionHost {
     sendTogether(client);
     if (transaction.open) return (await client.query<T>(statement)).rows;
     transaction.open = true;
-    const [, result] = await Promise.all([client.query(this.begin), client.query<T>(statement)]);
-    return result.rows;
+    const opening = [{ text: this.begin }, ...transaction.atBegin].map((s) => client.query(s));
+    const result = client.query<T>(statement);
+    // Answered first, in the same round trip: a failure here is the one to report.
+    try {
+      await Promise.all(opening);
+    } catch (error) {
+      transaction.openingError = error;
+      result.catch(ignore); // refused behind it
+      throw error;
+    }
+    return (await result).rows;
   }
 
   private async commit(transaction: OpenTransaction): Promise<void> {
     const statements = [...transaction.atCommit, { text: 'COMMIT' }];
     if (!transaction.open) {
-      if (statements.length === 1) return; // nothing was sent: nothing to end
-      statements.unshift({ text: this.begin });
+      if (statements.length === 1 && transaction.atBegin.length === 0) return; // nothing to end
+      statements.unshift({ text: this.begin }, ...transaction.atBegin);
       transaction.open = true;
     }
     const { client } = transaction;
@@ -171,10 +197,6 @@ export class TransactionHost {
     } catch (error) {
       client.release(error as Error);
     }
-  }
-
-  private get pool(): Pool {
-    return (this.dataSource.driver as unknown as { master: Pool }).master;
   }
 }
 
@@ -225,15 +247,14 @@ function unnamed(text: string, values: unknown[]): QueryConfig {
 /**
  * Holds the statements sent on this connection until the event loop's current turn
  * is over, then writes them to the socket at once: one system call and one TCP
- * segment instead of one per statement (BEGIN, the lookup, the claim and the
- * debit; or the statements queued for COMMIT and COMMIT). It cut the API's system
+ * segment instead of one per statement (BEGIN, the claim and the debit; or the statements queued for COMMIT and COMMIT). It cut the API's system
  * CPU per fresh charge by about a third (decision 0015). PostgreSQL answers them
  * in order as before; only the writes are merged. node-postgres corks the socket
  * around each statement itself, and corks nest: its uncork leaves ours in place.
  */
 function sendTogether(client: PoolClient): void {
-  const socket = (client as unknown as { connection?: { stream?: Writable } }).connection?.stream;
-  if (!socket?.cork || socket.writableCorked > 0) return; // not a socket, or already held
+  const socket = socketOf(client);
+  if (!socket || socket.writableCorked > 0) return; // not a socket, or already held
   socket.cork();
   setImmediate(() => socket.uncork());
 }

@@ -1,7 +1,7 @@
 import { Body, Controller, Param, Post } from '@nestjs/common';
 import { Idempotent } from '../idempotency/idempotent.decorator.js';
 import { MerchantId } from '../merchants/current-merchant.decorator.js';
-import type { DepositView } from './deposit.view.js';
+import type { DepositView } from './deposit.js';
 import { DepositsService } from './deposits.service.js';
 import { CreateDepositDto } from './dto/create-deposit.dto.js';
 

@@ -4,8 +4,7 @@ import { newId } from '../common/ids.js';
 import { TransactionHost } from '../database/transaction-host.js';
 import { EventsService } from '../events/events.service.js';
 import { BalanceLimitExceeded, LedgerService } from '../ledger/ledger.service.js';
-import type { Deposit } from './deposit.entity.js';
-import { type DepositView, toDepositView } from './deposit.view.js';
+import { type Deposit, type DepositView, toDepositView } from './deposit.js';
 import type { CreateDepositDto } from './dto/create-deposit.dto.js';
 
 /** The deposits table: its only writer. */

@@ -1,19 +1,17 @@
 import { Global, Module } from '@nestjs/common';
-import { WebhookDispatcher } from '../webhooks/webhook-dispatcher.js';
-import { WebhookEndpointsController } from '../webhooks/webhook-endpoints.controller.js';
-import { WebhookEndpointsService } from '../webhooks/webhook-endpoints.service.js';
 import { EventsPurger } from './events-purger.js';
 import { EventsController } from './events.controller.js';
 import { EventsService } from './events.service.js';
 
 /**
- * Events and their delivery by webhook. Global: every module that changes
- * something records its event through EventsService.
+ * The outbox. Global: every module that changes something records its event
+ * through EventsService. Its subscriber, the webhooks, is a module of its own
+ * that imports this one.
  */
 @Global()
 @Module({
-  controllers: [EventsController, WebhookEndpointsController],
-  providers: [EventsService, EventsPurger, WebhookEndpointsService, WebhookDispatcher],
-  exports: [EventsService, WebhookDispatcher, EventsPurger],
+  controllers: [EventsController],
+  providers: [EventsService, EventsPurger],
+  exports: [EventsService, EventsPurger],
 })
 export class EventsModule {}

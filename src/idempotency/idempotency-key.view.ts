@@ -1,5 +1,4 @@
-import type { IdempotencyKey } from './idempotency-key.entity.js';
-import type { KeyInProgress } from './idempotency.service.js';
+import type { KeyRecord } from './idempotency.service.js';
 
 export interface IdempotencyKeyView {
   object: 'idempotency_key';
@@ -13,6 +12,7 @@ export interface IdempotencyKeyView {
   phase: string;
   /** The stored response's status; null while the request is under way. */
   responseStatus: number | null;
+  /** When the key was first used. */
   createdAt: string;
   /** When the stored response is forgotten; null while the request is under way. */
   expiresAt: string | null;
@@ -21,30 +21,18 @@ export interface IdempotencyKeyView {
   nextAttemptAt?: string;
 }
 
-export function toIdempotencyKeyView(row: IdempotencyKey): IdempotencyKeyView {
-  return {
-    object: 'idempotency_key',
-    key: row.key,
-    requestMethod: row.requestMethod,
-    requestPath: row.requestPath,
-    phase: 'completed',
-    responseStatus: row.responseStatus,
-    createdAt: row.createdAt.toISOString(),
-    expiresAt: row.expiresAt.toISOString(),
-  };
-}
-
-export function toKeyInProgressView(key: string, row: KeyInProgress): IdempotencyKeyView {
+export function toIdempotencyKeyView(key: string, record: KeyRecord): IdempotencyKeyView {
   return {
     object: 'idempotency_key',
     key,
-    requestMethod: row.requestMethod,
-    requestPath: row.requestPath,
-    phase: row.phase,
-    responseStatus: null,
-    createdAt: row.createdAt.toISOString(),
-    expiresAt: null,
-    attempts: row.attempts,
-    nextAttemptAt: row.nextAttemptAt.toISOString(),
+    requestMethod: record.requestMethod,
+    requestPath: record.requestPath,
+    phase: record.phase,
+    responseStatus: record.responseStatus,
+    createdAt: record.createdAt.toISOString(),
+    expiresAt: record.expiresAt?.toISOString() ?? null,
+    ...(record.phase === 'completed'
+      ? {}
+      : { attempts: record.attempts ?? 0, nextAttemptAt: record.nextAttemptAt?.toISOString() }),
   };
 }

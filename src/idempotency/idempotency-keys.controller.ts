@@ -2,11 +2,7 @@ import { Controller, Get, Param } from '@nestjs/common';
 import { NotFoundError, ProblemError } from '../problems/problem.js';
 import { MerchantId } from '../merchants/current-merchant.decorator.js';
 import { parseIdempotencyKey } from './idempotency-key.js';
-import {
-  type IdempotencyKeyView,
-  toIdempotencyKeyView,
-  toKeyInProgressView,
-} from './idempotency-key.view.js';
+import { type IdempotencyKeyView, toIdempotencyKeyView } from './idempotency-key.view.js';
 import { IdempotencyService } from './idempotency.service.js';
 
 /** "Did my retry go through?": what a merchant's own key remembers (contract §3). */
@@ -22,10 +18,8 @@ export class IdempotencyKeysController {
   ): Promise<IdempotencyKeyView> {
     const key = parseIdempotencyKey(raw);
     if (key === undefined) throw new ProblemError('idempotency-key-invalid', 'The key is empty.');
-    const row = await this.keys.lookup(merchantId, key);
-    if (row && !row.expired) return toIdempotencyKeyView(row);
-    const underWay = await this.keys.findInProgress(merchantId, key);
-    if (underWay) return toKeyInProgressView(key, underWay);
-    throw new NotFoundError('idempotency key', key);
+    const record = await this.keys.describe(merchantId, key);
+    if (!record) throw new NotFoundError('idempotency key', key);
+    return toIdempotencyKeyView(key, record);
   }
 }

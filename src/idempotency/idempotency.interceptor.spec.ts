@@ -3,22 +3,19 @@ import type { CallHandler } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { ExecutionContextHost } from '@nestjs/core/helpers/execution-context-host.js';
 import { lastValueFrom, of, throwError } from 'rxjs';
-import { CommittedProblem, ProblemError } from '../problems/problem.js';
+import type { AppConfig } from '../config/config.js';
 import type { TransactionHost } from '../database/transaction-host.js';
+import { VerbatimResponse } from '../http/verbatim-response.js';
+import { MetricsService } from '../metrics/metrics.service.js';
+import { CommittedProblem, ProblemError } from '../problems/problem.js';
+import type { AtomicPhases, PhasedOutcome } from './atomic-phases.js';
+import type { CompletedRequest } from './completed-responses.js';
 import { requestFingerprint } from './fingerprint.js';
 import { IdempotencyInterceptor } from './idempotency.interceptor.js';
-import { MetricsService } from '../metrics/metrics.service.js';
-import type { AppConfig } from '../config/config.js';
-import {
-  type IdempotencyService,
-  KeyCompleted,
-  type KeyedRequest,
-  KeyInUse,
-  type StoredKey,
-} from './idempotency.service.js';
+import type { IdempotencyService, KeyedRequest, Refusal } from './idempotency.service.js';
 import { Idempotent } from './idempotent.decorator.js';
+import type { Phases } from './phases.js';
 import type { RecordedResponse } from './recorded-response.js';
-import { VerbatimResponse } from '../http/verbatim-response.js';
 
 class Routes {
   @Idempotent({ required: true, location: (body) => `/things/${body.id}` })
@@ -27,7 +24,21 @@ class Routes {
   @Idempotent({ required: false })
   optional() {}
 
+  @Idempotent({ required: true, phases: true })
+  inPhases() {}
+
   plain() {}
+}
+
+interface Row extends CompletedRequest {
+  expired: boolean;
+}
+
+/** A refusal of the claim, as PostgreSQL raises it: a unique or a lock violation. */
+function refusal(kind: Refusal): Error {
+  return kind === 'completed'
+    ? Object.assign(new Error('stored'), { code: '23505', constraint: 'idempotency_keys_pkey' })
+    : Object.assign(new Error('in use'), { code: '55P03' });
 }
 
 /**
@@ -36,73 +47,68 @@ class Routes {
  * by the e2e tests against a real server.
  */
 class InMemoryKeys {
-  rows = new Map<string, StoredKey>();
+  rows = new Map<string, Row>();
+  /** What this instance remembers (IdempotencyService.recall). */
+  memory = new Map<string, CompletedRequest>();
   locked = new Set<string>();
-  /** Simulates another request committing the key between our lookup and our save. */
-  stolenBeforeSave?: StoredKey;
-  /** Expired rows deleted at COMMIT. */
+  /** Simulates another request committing the key between our claim and our COMMIT. */
+  stolenBeforeSave?: Row;
+  /** Expired rows the claim deleted. */
   deleted = 0;
 
   constructor(private readonly tx: RecordingTransactions) {}
 
-  async lookup(merchantId: string, key: string) {
-    return this.rows.get(`${merchantId}:${key}`) ?? null;
+  recall({ merchantId, key }: KeyedRequest) {
+    return this.memory.get(`${merchantId}:${key}`);
   }
-  /** The memory of completed responses is off here (completed-responses.spec.ts tests it). */
-  recall() {
-    return undefined;
-  }
+
   /**
-   * Like the real one: the lookup travels with the claim; a completed or held key
-   * fails it and aborts the transaction, before the handler's work.
+   * Like the real one: sent with BEGIN, it aborts the transaction when the key is
+   * completed or held, so the handler's work behind it is refused; it deletes an
+   * expired row, which the response stored at COMMIT replaces.
    */
-  async claim(merchantId: string, key: string) {
-    const stored = this.rows.get(`${merchantId}:${key}`) ?? null;
-    if (stored && !stored.expired) {
-      this.tx.aborted = true;
-      throw new KeyCompleted(stored);
+  claim({ merchantId, key }: KeyedRequest) {
+    const id = `${merchantId}:${key}`;
+    const stored = this.rows.get(id);
+    if (this.locked.has(id)) this.tx.abort(refusal('in-use'));
+    else if (stored && !stored.expired) this.tx.abort(refusal('completed'));
+    else if (stored) {
+      this.rows.delete(id);
+      this.deleted += 1;
     }
-    if (this.locked.has(`${merchantId}:${key}`)) {
-      this.tx.aborted = true;
-      throw new KeyInUse();
-    }
-    return stored;
   }
+
+  refusalOf(error: { code?: string }): Refusal | undefined {
+    return error.code === '23505' ? 'completed' : error.code === '55P03' ? 'in-use' : undefined;
+  }
+
+  /** Like the real one: written at COMMIT, where a row stored meanwhile makes COMMIT fail. */
+  storeAtCommit(request: KeyedRequest, response: RecordedResponse) {
+    this.tx.atCommit(() => {
+      const id = `${request.merchantId}:${request.key}`;
+      if (this.stolenBeforeSave) this.rows.set(id, this.stolenBeforeSave);
+      if (this.rows.has(id)) throw refusal('completed');
+      this.rows.set(id, row(request, response));
+    });
+  }
+
+  async findCompleted({ merchantId, key }: KeyedRequest) {
+    const stored = this.rows.get(`${merchantId}:${key}`);
+    return stored && !stored.expired ? stored : null;
+  }
+
   /** Probes of a held key; `onProbe` plays the original finishing meanwhile. */
   probes = 0;
   onProbe?: (probe: number) => void;
-  async isFree(merchantId: string, key: string) {
+  async isFree({ merchantId, key }: KeyedRequest) {
     this.probes += 1;
     this.onProbe?.(this.probes);
     return !this.locked.has(`${merchantId}:${key}`);
   }
-  /**
-   * Like the real one: the row is written at COMMIT, after the expired row the
-   * lookup saw (`replacing`) is deleted, and a live row makes COMMIT fail.
-   */
-  saveAtCommit(request: KeyedRequest, response: RecordedResponse, replacing: StoredKey | null) {
-    this.tx.atCommit(() => {
-      const id = `${request.merchantId}:${request.key}`;
-      if (replacing && this.rows.get(id)?.expired) {
-        this.rows.delete(id);
-        this.deleted += 1;
-      }
-      if (this.stolenBeforeSave) this.rows.set(id, this.stolenBeforeSave);
-      if (this.rows.has(id)) {
-        throw Object.assign(new Error('duplicate key'), {
-          code: '23505',
-          constraint: 'idempotency_keys_pkey',
-        });
-      }
-      this.rows.set(id, row(request, response));
-    });
-  }
 }
 
-function row(request: KeyedRequest, response: RecordedResponse): StoredKey {
+function row(request: Omit<KeyedRequest, 'merchantId' | 'key'>, response: RecordedResponse): Row {
   return {
-    merchantId: request.merchantId,
-    key: request.key,
     requestMethod: request.method,
     requestPath: request.path,
     fingerprint: request.fingerprint,
@@ -110,41 +116,55 @@ function row(request: KeyedRequest, response: RecordedResponse): StoredKey {
     responseContentType: response.contentType,
     responseBody: response.body,
     responseLocation: response.location,
-    createdAt: new Date(),
-    expiresAt: new Date(Date.now() + 1000),
     expired: false,
   };
 }
 
+/** A row that a request with body `{ amount: 1 }` stored, answering `body`. */
+function storedAnswer(body: string, location: string): Row {
+  const fingerprint = requestFingerprint('POST', '/things', { amount: 1 });
+  return row(
+    { method: 'POST', path: '/things', fingerprint },
+    { status: 201, contentType: 'application/json', body, location },
+  );
+}
+
 /**
- * A transaction that records how it ended, runs atCommit() actions at COMMIT,
- * and, once aborted (a failed claim), refuses the handler's work as PostgreSQL
- * refuses the statements queued behind the failed one.
+ * A transaction that records how it ended and runs atCommit() actions at COMMIT.
+ * Once a guard sent with BEGIN has failed (abort()), it refuses the handler's
+ * work, as PostgreSQL refuses what was sent behind the failed claim, and run()
+ * throws the guard's error, as TransactionHost does.
  */
 class RecordingTransactions {
   outcomes: Array<'commit' | 'rollback'> = [];
-  aborted = false;
+  guardError?: Error;
   private pending: Array<() => void> = [];
+  abort(error: Error) {
+    this.guardError = error;
+  }
   atCommit(action: () => void) {
     this.pending.push(action);
   }
   async run<T>(work: () => Promise<T>): Promise<T> {
     this.pending = [];
-    this.aborted = false;
+    this.guardError = undefined;
     try {
       const result = await work();
+      const failed = this.guardError as Error | undefined; // set by the claim, during work()
+      if (failed) throw failed;
       for (const action of this.pending) action();
       this.outcomes.push('commit');
       return result;
     } catch (error) {
       this.outcomes.push('rollback');
-      throw error;
+      throw this.guardError ?? error;
     }
   }
 }
 
 let keys: InMemoryKeys;
 let tx: RecordingTransactions;
+let phased: { outcome?: PhasedOutcome<{ id: string }>; ran: Array<Phases<{ id: string }>> };
 let interceptor: IdempotencyInterceptor;
 let calls: number;
 let metrics: MetricsService;
@@ -158,10 +178,18 @@ beforeEach(() => {
   metrics = new MetricsService({ METRICS_ENABLED: true } as AppConfig);
   tx = new RecordingTransactions();
   keys = new InMemoryKeys(tx);
+  phased = { ran: [] };
+  const phases = {
+    run: async (_: KeyedRequest, ran: Phases<{ id: string }>) => {
+      phased.ran.push(ran);
+      return phased.outcome!;
+    },
+  };
   interceptor = new IdempotencyInterceptor(
     new Reflector(),
     tx as unknown as TransactionHost,
     keys as unknown as IdempotencyService,
+    phases as unknown as AtomicPhases,
     metrics,
   );
   calls = 0;
@@ -177,7 +205,7 @@ function handlerThrowing(error: unknown): CallHandler {
 }
 
 function refusedIfAborted() {
-  if (!tx.aborted) return undefined;
+  if (!tx.guardError) return undefined;
   const error = Object.assign(new Error('current transaction is aborted'), { code: '25P02' });
   return throwError(() => error);
 }
@@ -252,6 +280,7 @@ describe('IdempotencyInterceptor', () => {
     expect(await result).toBe('{"id":"a1"}');
     expect(tx.outcomes).toEqual(['commit']);
     expect(keys.rows.size).toBe(0);
+    expect(await outcomes()).toEqual({});
   });
 
   it('executes a new key once, stores the exact body it sends, and sets Location', async () => {
@@ -264,11 +293,10 @@ describe('IdempotencyInterceptor', () => {
       responseBody: '{"id":"t1","n":1}',
     });
     expect(tx.outcomes).toEqual(['commit']);
+    expect(await outcomes()).toEqual({ executed: 1 });
   });
 
-  it('executes an expired key afresh, deleting the old row at COMMIT; a new key sends no DELETE', async () => {
-    await run('create', handlerReturning({ id: 'new' }), 'k0').result;
-    expect(keys.deleted).toBe(0);
+  it('executes an expired key afresh: the claim removes its old row, the COMMIT stores the new one', async () => {
     await run('create', handlerReturning({ id: 'old' }), 'k1').result;
     keys.rows.get('mch_1:k1')!.expired = true;
 
@@ -277,21 +305,28 @@ describe('IdempotencyInterceptor', () => {
     expect(await result).toBe('{"id":"again"}');
     expect(res.headers['idempotent-replayed']).toBeUndefined();
     expect(keys.deleted).toBe(1);
-    expect(keys.rows.get('mch_1:k1')).toMatchObject({
-      responseBody: '{"id":"again"}',
-      expired: false,
-    });
-    expect(calls).toBe(3);
+    expect(keys.rows.get('mch_1:k1')).toMatchObject({ responseBody: '{"id":"again"}' });
+    expect(calls).toBe(2);
   });
 
-  it('replays a completed key without calling the handler', async () => {
+  it('replays a completed key without running the handler: the claim finds it, the lookup gives its response', async () => {
     await run('create', handlerReturning({ id: 't1' }), 'k1').result;
     const { res, result } = run('create', handlerReturning({ id: 'OTHER' }), 'k1');
     expect(await result).toBe('{"id":"t1"}');
     expect(res.headers['idempotent-replayed']).toBe('true');
     expect(res.headers.location).toBe('/things/t1');
     expect(calls).toBe(1);
+    expect(tx.outcomes).toEqual(['commit', 'rollback']);
     expect(await outcomes()).toEqual({ executed: 1, replayed: 1 });
+  });
+
+  it('replays a completed key this instance remembers without any transaction', async () => {
+    keys.memory.set('mch_1:k1', storedAnswer('{"id":"t1"}', '/things/t1'));
+    const { res, result } = run('create', handlerReturning({ id: 'OTHER' }), 'k1');
+    expect(await result).toBe('{"id":"t1"}');
+    expect(res.headers['idempotent-replayed']).toBe('true');
+    expect(tx.outcomes).toEqual([]);
+    expect(calls).toBe(0);
   });
 
   it('refuses a completed key sent with another body (422) without calling the handler', async () => {
@@ -345,26 +380,51 @@ describe('IdempotencyInterceptor', () => {
   });
 
   it('rolls back its own work and replays the winner when another request stored the key first', async () => {
-    const winner = row(
-      {
-        merchantId: 'mch_1',
-        key: 'k1',
-        method: 'POST',
-        path: '/things',
-        fingerprint: requestFingerprint('POST', '/things', { amount: 1 }),
-      },
-      {
-        status: 201,
-        contentType: 'application/json',
-        body: '{"id":"winner"}',
-        location: '/things/winner',
-      },
-    );
-    keys.stolenBeforeSave = winner;
+    keys.stolenBeforeSave = storedAnswer('{"id":"winner"}', '/things/winner');
     const { res, result } = run('create', handlerReturning({ id: 'loser' }), 'k1');
     expect(await result).toBe('{"id":"winner"}');
     expect(res.headers['idempotent-replayed']).toBe('true');
     expect(tx.outcomes).toEqual(['rollback']);
+  });
+
+  describe('a route in phases', () => {
+    it('runs the phases its handler names under the key, outside any transaction of its own', async () => {
+      phased.outcome = {
+        response: {
+          status: 201,
+          contentType: 'application/json',
+          body: '{"id":"tu_1"}',
+          location: '/top-ups/tu_1',
+        },
+        replayed: false,
+      };
+      const phases = { location: (t: { id: string }) => `/top-ups/${t.id}` };
+
+      const { res, result } = run('inPhases', handlerReturning(phases), 'k1');
+
+      expect(await result).toBe('{"id":"tu_1"}');
+      expect(phased.ran).toEqual([phases]);
+      expect(res.headers.location).toBe('/top-ups/tu_1');
+      expect(tx.outcomes).toEqual([]);
+      expect(await outcomes()).toEqual({ executed: 1 });
+    });
+
+    it('answers an outcome not yet known with 202, Retry-After and Location, stored nowhere', async () => {
+      phased.outcome = { pending: { value: { id: 'tu_1' }, retryAfterSeconds: 4 } };
+      const phases = { location: (t: { id: string }) => `/top-ups/${t.id}` };
+
+      const error = await rejection(run('inPhases', handlerReturning(phases), 'k1').result);
+
+      const { status, headers, body } = error as VerbatimResponse;
+      expect(status).toBe(202);
+      expect(headers).toEqual({
+        'Content-Type': 'application/json',
+        Location: '/top-ups/tu_1',
+        'Retry-After': '4',
+      });
+      expect(body).toBe('{"id":"tu_1"}');
+      expect(keys.rows.size).toBe(0);
+    });
   });
 
   describe('Prefer: wait', () => {
@@ -375,25 +435,11 @@ describe('IdempotencyInterceptor', () => {
     it('waits for the original to commit, then replays it with Preference-Applied', async () => {
       jest.useFakeTimers();
       keys.locked.add('mch_1:k1');
-      const stored = row(
-        {
-          merchantId: 'mch_1',
-          key: 'k1',
-          method: 'POST',
-          path: '/things',
-          fingerprint: requestFingerprint('POST', '/things', { amount: 1 }),
-        },
-        {
-          status: 201,
-          contentType: 'application/json',
-          body: '{"id":"original"}',
-          location: '/things/original',
-        },
-      );
       keys.onProbe = (probe) => {
         if (probe === 3) {
-          keys.rows.set('mch_1:k1', stored); // the original commits...
-          keys.locked.delete('mch_1:k1'); // ...and releases its lock
+          // the original commits, and releases its lock
+          keys.rows.set('mch_1:k1', storedAnswer('{"id":"original"}', '/things/original'));
+          keys.locked.delete('mch_1:k1');
         }
       };
 

@@ -8,37 +8,32 @@ import {
 import { HTTP_CODE_METADATA } from '@nestjs/common/constants.js';
 import { Reflector } from '@nestjs/core';
 import type { FastifyReply } from 'fastify';
-import { defer, lastValueFrom, map, type Observable } from 'rxjs';
+import { defer, lastValueFrom, map, type Observable, tap } from 'rxjs';
 import type { ApiRequest } from '../http/api-request.js';
 import { pathOf } from '../http/request-context.js';
 import { VerbatimResponse } from '../http/verbatim-response.js';
 import { CommittedProblem, ProblemError } from '../problems/problem.js';
 import { TransactionHost } from '../database/transaction-host.js';
-import { MetricsService } from '../metrics/metrics.service.js';
+import { type IdempotencyOutcome, MetricsService } from '../metrics/metrics.service.js';
+import { AtomicPhases } from './atomic-phases.js';
 import { requestFingerprint } from './fingerprint.js';
 import { parseIdempotencyKey } from './idempotency-key.js';
-import { keyInUse, keyReused } from './key-problems.js';
-import type { CompletedRequest } from './completed-responses.js';
-import {
-  IdempotencyService,
-  isKeyAlreadyStored,
-  KeyCompleted,
-  type KeyedRequest,
-  KeyInUse,
-  type PhasedRequest,
-} from './idempotency.service.js';
+import { IdempotencyService, type KeyedRequest } from './idempotency.service.js';
 import { IDEMPOTENT, type IdempotentOptions } from './idempotent.decorator.js';
+import { keyInUse } from './key-problems.js';
+import type { Phases } from './phases.js';
 import { preferredWaitSeconds } from './prefer-wait.js';
-import { type RecordedResponse, recordJson, recordProblem } from './recorded-response.js';
+import {
+  type Answer,
+  type RecordedResponse,
+  recordJson,
+  recordProblem,
+  replay,
+} from './recorded-response.js';
 
-interface Outcome {
-  response: RecordedResponse;
-  replayed: boolean;
-  /**
-   * The wait the client asked for with `Prefer: wait=N`, in seconds, as honoured
-   * (capped at MAX_WAIT_SECONDS); 0 when it did not ask. Not how long it waited.
-   */
-  preferredWait: number;
+/** An answer as it goes out, with the headers that tell how it was arrived at (never stored). */
+interface Reply extends Answer {
+  headers: Record<string, string>;
 }
 
 /** Pauses between lock probes while waiting (Prefer: wait): 25 ms doubling up to 250 ms. */
@@ -46,20 +41,19 @@ const FIRST_PAUSE_MS = 25;
 const MAX_PAUSE_MS = 250;
 
 /**
- * Makes a route idempotent (contract §4). In the order of the flow:
+ * Makes a route idempotent (contract §4), in the order of the README's diagram:
  *
- * 1. read the Idempotency-Key (400 when missing on a money route, or malformed);
- * 2. BEGIN, look the key up and claim it with a non-blocking lock, in one round
- *    trip: a completed key has its stored response replayed (422 if the request
- *    differs); a key another request holds gets 409 (or, with `Prefer: wait=N`,
- *    a wait for it without holding a connection);
- * 3. run the handler: its writes join this transaction (its first statement
- *    travels with the claim, and PostgreSQL runs it only if the key was new);
- * 4. store the response under the key, and COMMIT: the work and its memory are
- *    one atomic fact. Any unexpected error rolls all of it back, key included.
+ * 1. read the Idempotency-Key: what it names, and what it is bound to;
+ * 2. replay a completed request with this key: its stored response, byte for byte
+ *    (422 when the key comes back with another request);
+ * 3. otherwise BEGIN, claim the key, run the handler, store its response, COMMIT:
+ *    the work and its memory are one atomic fact. Any unexpected error rolls all of
+ *    it back, key included, and a retry executes afresh.
  *
- * A response this instance has already seen complete is replayed from memory,
- * before step 2: it cannot change until its key expires (decision 0015).
+ * A key held by a request still running gets 409 at once (or, with
+ * `Prefer: wait=N`, a wait that holds no connection). A route whose work calls
+ * outside the database names its phases instead, and AtomicPhases runs them under
+ * the same key, with the same replay, 409 and 422 (decision 0012).
  */
 @Injectable()
 export class IdempotencyInterceptor implements NestInterceptor {
@@ -67,159 +61,145 @@ export class IdempotencyInterceptor implements NestInterceptor {
     private readonly reflector: Reflector,
     private readonly tx: TransactionHost,
     private readonly keys: IdempotencyService,
+    private readonly phases: AtomicPhases,
     private readonly metrics: MetricsService,
   ) {}
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
-    const options = this.reflector.get<IdempotentOptions | undefined>(
+    const route = this.reflector.get<IdempotentOptions | undefined>(
       IDEMPOTENT,
       context.getHandler(),
     );
-    if (!options) return next.handle();
+    if (!route) return next.handle();
     const http = context.switchToHttp();
     const req = http.getRequest<ApiRequest>();
     const reply = http.getResponse<FastifyReply>();
-    const routeStatus =
+    const status =
       this.reflector.get<number | undefined>(HTTP_CODE_METADATA, context.getHandler()) ??
       HttpStatus.CREATED;
 
-    return defer(() => this.respond(req, options, next, routeStatus)).pipe(
-      map((outcome) => this.send(req, reply, outcome, routeStatus)),
+    const keyed = req.headers['idempotency-key'] !== undefined;
+    return defer(() => this.respond(req, route, next, status)).pipe(
+      tap({
+        next: (answer) => keyed && this.count(answer.replayed ? 'replayed' : 'executed'),
+        error: (error: unknown) => this.countRefusal(error),
+      }),
+      map((answer) => this.send(req, reply, answer, status)),
     );
   }
 
   private async respond(
     req: ApiRequest,
-    options: IdempotentOptions,
+    route: IdempotentOptions,
     next: CallHandler,
-    routeStatus: number,
-  ): Promise<Outcome> {
-    const key = this.readKey(req);
-    if (key === undefined) {
-      if (options.required) {
-        this.metrics.countIdempotency('missing');
-        throw new ProblemError(
-          'idempotency-key-missing',
-          'This request moves money: send an Idempotency-Key header (e.g. a UUID) and reuse it when you retry.',
-        );
-      }
-      const response = await this.tx.run(() => this.execute(next, options, routeStatus));
-      return { response, replayed: false, preferredWait: 0 };
+    status: number,
+  ): Promise<Reply> {
+    // 1. The key, and the request it names.
+    const request = this.readKey(req, route);
+    if (!request) {
+      const response = await this.tx.run(() => this.execute(next, route, status));
+      return told({ response, replayed: false });
     }
+    if (route.phases) return this.inPhases(request, next);
 
+    // 2. A completed request with this key, which this instance remembers: replayed
+    //    without the database. (One it does not remember, the claim finds in step 3.)
+    const remembered = this.keys.recall(request);
+    if (remembered) return told(replay(remembered, request));
+
+    // 3. BEGIN, claim the key, run the handler, store its response, COMMIT.
+    const wait = preferredWaitSeconds(req.headers.prefer);
+    const answer = await this.claimAndExecute(request, next, route, status, wait);
+    return told(answer, wait > 0 ? { 'Preference-Applied': `wait=${wait}` } : {});
+  }
+
+  /** 400 when a money route comes without a key, or any route with a malformed one. */
+  private readKey(req: ApiRequest, route: IdempotentOptions): KeyedRequest | undefined {
+    const key = parseIdempotencyKey(req.headers['idempotency-key']);
+    if (key === undefined) {
+      if (!route.required) return undefined;
+      throw new ProblemError(
+        'idempotency-key-missing',
+        'This request moves money: send an Idempotency-Key header (e.g. a UUID) and reuse it when you retry.',
+      );
+    }
     const path = pathOf(req);
-    const request: KeyedRequest = {
+    return {
       merchantId: req.merchant.id,
       key,
       method: req.method,
       path,
       fingerprint: requestFingerprint(req.method, path, req.body),
     };
-    if (options.phases) return this.respondInPhases(req, request, next);
-    const preferredWait = preferredWaitSeconds(req.headers.prefer);
-    const deadline = Date.now() + preferredWait * 1_000;
-    for (;;) {
-      const outcome = await this.tryOnce(request, next, options, routeStatus);
-      if (outcome) {
-        this.metrics.countIdempotency(outcome.replayed ? 'replayed' : 'executed');
-        return { ...outcome, preferredWait };
-      }
-      if (!(await this.waitForKey(request, deadline))) {
-        this.metrics.countIdempotency('in_use');
-        throw keyInUse(key, preferredWait);
-      }
-    }
   }
 
   /**
-   * A route whose work calls outside the database (decision 0012): replay a
-   * completed request as always; otherwise hand the key to the handler, which
-   * runs its phases, each a transaction of its own, and stores the response under
-   * the key in the last one. Concurrent duplicates are the handler's to turn away
-   * (a lease on its recovery point); `Prefer: wait` is not applied.
-   */
-  private async respondInPhases(
-    req: ApiRequest,
-    request: KeyedRequest,
-    next: CallHandler,
-  ): Promise<Outcome> {
-    const remembered = this.keys.recall(request.merchantId, request.key);
-    const stored = remembered ? null : await this.keys.lookup(request.merchantId, request.key);
-    const completed = remembered ?? (stored && !stored.expired ? stored : undefined);
-    if (completed) {
-      this.metrics.countIdempotency('replayed');
-      return { ...this.replay(completed, request), preferredWait: 0 };
-    }
-    const keyed: PhasedRequest = { ...request, expiredRow: stored };
-    req.keyed = keyed;
-    const response = (await lastValueFrom(next.handle())) as RecordedResponse;
-    const replayed = response.replayed === true;
-    this.metrics.countIdempotency(replayed ? 'replayed' : 'executed');
-    return { response, replayed, preferredWait: 0 };
-  }
-
-  private readKey(req: ApiRequest): string | undefined {
-    try {
-      return parseIdempotencyKey(req.headers['idempotency-key']);
-    } catch (error) {
-      this.metrics.countIdempotency('invalid');
-      throw error;
-    }
-  }
-
-  /**
-   * One try: replay the key's stored response, or claim the key and execute.
-   * Undefined when another request holds the key.
-   */
-  private async tryOnce(
-    request: KeyedRequest,
-    next: CallHandler,
-    options: IdempotentOptions,
-    routeStatus: number,
-  ): Promise<Omit<Outcome, 'preferredWait'> | undefined> {
-    const remembered = this.keys.recall(request.merchantId, request.key);
-    if (remembered) return this.replay(remembered, request);
-    try {
-      const response = await this.tx.run(() =>
-        this.claimAndExecute(request, next, options, routeStatus),
-      );
-      return { response, replayed: false };
-    } catch (error) {
-      if (error instanceof KeyCompleted) return this.replay(error.stored, request);
-      if (error instanceof KeyInUse) return undefined;
-      if (!isKeyAlreadyStored(error)) throw error;
-      // Stored by another request after our lookup: replay that.
-      const winner = await this.keys.lookup(request.merchantId, request.key);
-      return winner && !winner.expired ? this.replay(winner, request) : undefined;
-    }
-  }
-
-  /**
-   * Inside the transaction: claim the key, run the handler, and queue the stored
-   * response for COMMIT. The claim and the handler's first statement leave in the
-   * same round trip: the handler starts without waiting for the claim's answer
-   * (the claim is on the wire first: TransactionHost.query() queues a statement
-   * on the connection before it returns its promise).
-   * That is safe because the handler only acts through this transaction: if the
-   * key is taken or completed, the claim fails, the transaction is aborted, and
-   * PostgreSQL refuses every statement queued behind the claim. The claim's
-   * outcome decides first; the handler's is only looked at once the key is ours.
+   * Step 3, and what to answer when the key is not ours to claim: the stored
+   * response of a request that completed (step 2, from the database), or 409 for
+   * one still running, after waiting for it if the client asked to.
    */
   private async claimAndExecute(
     request: KeyedRequest,
     next: CallHandler,
-    options: IdempotentOptions,
-    routeStatus: number,
+    route: IdempotentOptions,
+    status: number,
+    preferredWait: number,
+  ): Promise<Answer> {
+    const deadline = Date.now() + preferredWait * 1_000;
+    for (;;) {
+      try {
+        const response = await this.tx.run(async () => {
+          this.keys.claim(request);
+          const response = await this.execute(next, route, status);
+          this.keys.storeAtCommit(request, response);
+          return response;
+        });
+        return { response, replayed: false };
+      } catch (error) {
+        const refusal = this.keys.refusalOf(error);
+        if (!refusal) throw error;
+        if (refusal === 'completed') {
+          const stored = await this.keys.findCompleted(request);
+          if (stored) return replay(stored, request);
+          // Expired since the claim saw it: the key is unused now, so try again.
+        } else if (!(await this.waitForKey(request, deadline))) {
+          throw keyInUse(request.key, preferredWait);
+        }
+      }
+    }
+  }
+
+  /** Runs the handler and records what it answered: a success, or a business outcome (402/404/409/422). */
+  private async execute(
+    next: CallHandler,
+    route: IdempotentOptions,
+    status: number,
   ): Promise<RecordedResponse> {
-    const [claimed, executed] = await Promise.allSettled([
-      this.keys.claim(request.merchantId, request.key),
-      this.execute(next, options, routeStatus),
-    ]);
-    if (claimed.status === 'rejected') throw claimed.reason;
-    if (executed.status === 'rejected') throw executed.reason;
-    // claimed.value: the key's expired row, if it had one, replaced at COMMIT.
-    this.keys.saveAtCommit(request, executed.value, claimed.value);
-    return executed.value;
+    try {
+      const body = (await lastValueFrom(next.handle())) as { id: string };
+      return recordJson(status, body, route.location?.(body) ?? null);
+    } catch (error) {
+      // Any other error (validation, a bug, a lost connection) rolls back.
+      if (!(error instanceof CommittedProblem)) throw error;
+      return recordProblem(error);
+    }
+  }
+
+  /**
+   * A route whose work calls outside the database: its handler names its phases
+   * (and runs none), and AtomicPhases runs them under the key. An answer still
+   * unknown (the processor did not say) goes out as 202 with Retry-After, and is
+   * not stored: the next try may know more.
+   */
+  private async inPhases(request: KeyedRequest, next: CallHandler): Promise<Reply> {
+    const phases = (await lastValueFrom(next.handle())) as Phases<{ id: string }>;
+    const outcome = await this.phases.run(request, phases);
+    if ('response' in outcome) return told(outcome);
+    const { value, retryAfterSeconds } = outcome.pending;
+    return told(
+      { response: recordJson(HttpStatus.ACCEPTED, value, phases.location(value)), replayed: false },
+      { 'Retry-After': String(retryAfterSeconds) },
+    );
   }
 
   /**
@@ -235,71 +215,49 @@ export class IdempotencyInterceptor implements NestInterceptor {
       pause = Math.min(pause * 2, MAX_PAUSE_MS)
     ) {
       await sleep(pause);
-      if (await this.keys.isFree(request.merchantId, request.key)) return true;
+      if (await this.keys.isFree(request)) return true;
     }
     return false;
   }
 
-  /** Runs the handler and records what it answered: a success, or a business outcome (402/404/422). */
-  private async execute(
-    next: CallHandler,
-    options: IdempotentOptions,
-    routeStatus: number,
-  ): Promise<RecordedResponse> {
-    try {
-      const body = (await lastValueFrom(next.handle())) as { id: string };
-      return recordJson(routeStatus, body, options.location?.(body) ?? null);
-    } catch (error) {
-      // Any other error (validation, a bug, a lost connection) rolls back.
-      if (!(error instanceof CommittedProblem)) throw error;
-      return recordProblem(error);
-    }
-  }
-
-  private replay(stored: CompletedRequest, request: KeyedRequest): Omit<Outcome, 'preferredWait'> {
-    if (stored.fingerprint !== request.fingerprint) {
-      this.metrics.countIdempotency('reused');
-      throw keyReused(request.key, stored.requestMethod, stored.requestPath);
-    }
-    return {
-      response: {
-        status: stored.responseStatus,
-        contentType: stored.responseContentType,
-        body: stored.responseBody,
-        location: stored.responseLocation,
-      },
-      replayed: true,
-    };
-  }
-
-  private send(
-    req: ApiRequest,
-    reply: FastifyReply,
-    outcome: Outcome,
-    routeStatus: number,
-  ): string {
-    req.idempotentReplayed = outcome.replayed;
-    const { response } = outcome;
+  private send(req: ApiRequest, reply: FastifyReply, answer: Reply, status: number): string {
+    req.idempotentReplayed = answer.replayed;
+    const { response } = answer;
     const headers = {
       'Content-Type': response.contentType,
       ...(response.location ? { Location: response.location } : {}),
-      ...response.headers,
-      ...outcomeHeaders(outcome),
+      ...(answer.replayed ? { 'Idempotent-Replayed': 'true' } : {}),
+      ...answer.headers,
     };
-    if (response.status !== routeStatus) {
+    if (response.status !== status) {
       throw new VerbatimResponse(response.status, headers, response.body);
     }
     reply.headers(headers);
     return response.body;
   }
+
+  /** idempotency_outcomes_total: how each request on an idempotent route was answered. */
+  private count(outcome: IdempotencyOutcome): void {
+    this.metrics.countIdempotency(outcome);
+  }
+
+  private countRefusal(error: unknown): void {
+    const outcome =
+      error instanceof ProblemError ? REFUSALS[error.code as keyof typeof REFUSALS] : undefined;
+    if (outcome) this.count(outcome);
+  }
 }
 
-/** How a response was arrived at, told in headers. */
-function outcomeHeaders({ replayed, preferredWait }: Outcome): Record<string, string> {
-  return {
-    ...(replayed ? { 'Idempotent-Replayed': 'true' } : {}),
-    ...(preferredWait > 0 ? { 'Preference-Applied': `wait=${preferredWait}` } : {}),
-  };
+/** The refusals of the idempotency layer, as idempotency_outcomes_total counts them. */
+const REFUSALS = {
+  'idempotency-key-missing': 'missing',
+  'idempotency-key-invalid': 'invalid',
+  'idempotency-key-in-use': 'in_use',
+  'idempotency-key-reused': 'reused',
+} as const;
+
+function told(answer: Answer, headers: Record<string, string> = {}): Reply {
+  return { ...answer, headers };
 }
 
 function sleep(ms: number): Promise<void> {

@@ -6,10 +6,9 @@ export interface IdempotentOptions {
   /** The Location header of a successful response, derived from its body. */
   location?: (body: { id: string }) => string;
   /**
-   * The work calls a system outside the database, so it cannot be one transaction:
-   * the handler runs it in phases, stores the response under the key itself in the
-   * last one, and returns that RecordedResponse (decision 0012). The interceptor
-   * only reads the key and replays a completed request.
+   * The work calls a system outside the database, so it cannot be one
+   * transaction: the handler returns its Phases, without running any, and
+   * AtomicPhases runs them under the key (decision 0012).
    */
   phases?: boolean;
 }
@@ -17,7 +16,8 @@ export interface IdempotentOptions {
 export const IDEMPOTENT = Symbol('idempotent');
 
 /**
- * Marks a POST route as idempotent: its work runs in one transaction together with
- * the claim of the Idempotency-Key and the stored response (IdempotencyInterceptor).
+ * Marks a POST route as idempotent (IdempotencyInterceptor): its work runs in one
+ * transaction together with the claim of the Idempotency-Key and the stored
+ * response, or, with `phases`, in atomic phases under the key.
  */
 export const Idempotent = (options: IdempotentOptions) => SetMetadata(IDEMPOTENT, options);

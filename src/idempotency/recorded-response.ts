@@ -1,4 +1,7 @@
 import { PROBLEM_CONTENT_TYPE, problemBody, type ProblemError } from '../problems/problem.js';
+import type { CompletedRequest } from './completed-responses.js';
+import type { KeyedRequest } from './idempotency.service.js';
+import { keyReused } from './key-problems.js';
 
 /**
  * A response as it goes over the wire: status, headers that matter and the exact
@@ -9,14 +12,12 @@ export interface RecordedResponse {
   contentType: string;
   body: string;
   location: string | null;
-  /** Sent with it and never stored: only on a response that is not stored (a 202). */
-  headers?: Record<string, string>;
-  /**
-   * Not stored either: a handler run in phases sets it when the response it returns
-   * was stored by another (a duplicate that finished first), so it goes out marked
-   * Idempotent-Replayed.
-   */
-  replayed?: boolean;
+}
+
+/** What an idempotent request came to: a response, sent the first time or replayed. */
+export interface Answer {
+  response: RecordedResponse;
+  replayed: boolean;
 }
 
 /** A JSON body, serialised once: what is sent is what is stored. */
@@ -35,5 +36,25 @@ export function recordProblem(problem: ProblemError): RecordedResponse {
     contentType: PROBLEM_CONTENT_TYPE,
     body: problemBody(problem.code, problem.detail, problem.extensions),
     location: null,
+  };
+}
+
+/**
+ * The response of a completed request, replayed to a retry of it: the same
+ * status, the same bytes, the same Location. A key sent again with another
+ * request (another body or path) is refused with 422 instead: nothing executes.
+ */
+export function replay(completed: CompletedRequest, request: KeyedRequest): Answer {
+  if (completed.fingerprint !== request.fingerprint) {
+    throw keyReused(request.key, completed.requestMethod, completed.requestPath);
+  }
+  return {
+    response: {
+      status: completed.responseStatus,
+      contentType: completed.responseContentType,
+      body: completed.responseBody,
+      location: completed.responseLocation,
+    },
+    replayed: true,
   };
 }

@@ -1,11 +1,15 @@
 import { Injectable } from '@nestjs/common';
 import { newId } from '../common/ids.js';
-import { type List, type ListQuery, page } from '../common/list.js';
+import { type List, type ListQuery, pageAfter, pageParams, toList } from '../common/list.js';
 import { MAX_BALANCE } from '../common/money.js';
 import { TransactionHost } from '../database/transaction-host.js';
 import { CommittedProblem } from '../problems/problem.js';
-import { LedgerEntry, type LedgerEntryType } from './ledger-entry.entity.js';
-import { type LedgerEntryView, toLedgerEntryView } from './ledger-entry.view.js';
+import {
+  type LedgerEntry,
+  type LedgerEntryType,
+  type LedgerEntryView,
+  toLedgerEntryView,
+} from './ledger-entry.js';
 
 /** A change of one account's balance, and what caused it. */
 export interface Movement {
@@ -74,14 +78,14 @@ export class LedgerService {
     accountId: string,
     query: ListQuery,
   ): Promise<List<LedgerEntryView>> {
-    const qb = this.tx
-      .repository(LedgerEntry)
-      .createQueryBuilder('entry')
-      .where('entry.merchant_id = :merchantId AND entry.account_id = :accountId', {
-        merchantId,
-        accountId,
-      });
-    return page(qb, query, toLedgerEntryView);
+    const rows = await this.tx.query<LedgerEntry>(
+      `SELECT merchant_id AS "merchantId", id, account_id AS "accountId", type, amount,
+              balance_after AS "balanceAfter", source_id AS "sourceId", created_at AS "createdAt"
+         FROM ledger_entries
+        WHERE merchant_id = $1 AND account_id = $2 ${pageAfter(3)}`,
+      [merchantId, accountId, ...pageParams(query)],
+    );
+    return toList(rows, query, toLedgerEntryView);
   }
 }
 

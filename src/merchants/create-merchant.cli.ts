@@ -2,9 +2,9 @@
 // API key alone on the last line of stdout. The key is shown this once only.
 import 'reflect-metadata';
 import { parseArgs } from 'node:util';
-import { DataSource } from 'typeorm';
 import { ConfigError, connectionSettings, loadConfig } from '../config/config.js';
-import { dataSourceOptions, runMigrations } from '../database/data-source.js';
+import { createPool } from '../database/connection.js';
+import { migrate } from '../database/data-source.js';
 import { openDatabase } from '../database/open-database.js';
 import { TransactionHost } from '../database/transaction-host.js';
 import { MerchantsService } from './merchants.service.js';
@@ -18,17 +18,15 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const connection = connectionSettings(config);
   const database = await openDatabase(config);
-  const dataSource = await new DataSource(
-    dataSourceOptions(database.url, 2, connection),
-  ).initialize();
+  const pool = createPool(database.url, 1, connection);
   try {
-    await runMigrations(dataSource);
-    const merchants = new MerchantsService(new TransactionHost(dataSource, connection));
+    await migrate(database.url, connection);
+    const merchants = new MerchantsService(new TransactionHost(pool, connection));
     const { merchant, apiKey } = await merchants.create(name);
     console.log(`Created merchant ${merchant.id} (${merchant.name}). Its API key, shown once:`);
     console.log(apiKey);
   } finally {
-    await dataSource.destroy();
+    await pool.end();
     await database.close();
   }
 }

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { newId } from '../common/ids.js';
 import { TransactionHost } from '../database/transaction-host.js';
 import { generateApiKey, hashApiKey } from './api-key.js';
-import { Merchant } from './merchant.entity.js';
+import type { Merchant } from './merchant.js';
 
 type MerchantIdentity = Pick<Merchant, 'id' | 'name'>;
 

@@ -52,6 +52,13 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  private readonly backgroundPasses = new Counter({
+    name: 'background_task_passes_total',
+    help: 'Passes of the background loops (key purge, event purge, top-up completer, webhook dispatcher), by task and outcome: ok or failed.',
+    labelNames: ['task', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
   private inFlight: () => number = () => 0;
 
   constructor(@Inject(APP_CONFIG) config: AppConfig) {
@@ -99,6 +106,10 @@ export class MetricsService {
 
   countWebhookDelivery(outcome: 'delivered' | 'retry' | 'given_up'): void {
     if (this.enabled) this.webhooks.inc({ outcome });
+  }
+
+  countBackgroundPass(task: string, outcome: 'ok' | 'failed'): void {
+    if (this.enabled) this.backgroundPasses.inc({ task, outcome });
   }
 
   /**

@@ -2,7 +2,7 @@ import { Body, Controller, Param, Post } from '@nestjs/common';
 import { Idempotent } from '../idempotency/idempotent.decorator.js';
 import { MerchantId } from '../merchants/current-merchant.decorator.js';
 import { CreateRefundDto } from './dto/create-refund.dto.js';
-import type { RefundView } from './refund.view.js';
+import type { RefundView } from './refund.js';
 import { RefundsService } from './refunds.service.js';
 
 @Controller('charges/:chargeId/refunds')

@@ -7,8 +7,7 @@ import { EventsService } from '../events/events.service.js';
 import { BalanceLimitExceeded, LedgerService } from '../ledger/ledger.service.js';
 import { CommittedProblem } from '../problems/problem.js';
 import type { CreateRefundDto } from './dto/create-refund.dto.js';
-import type { Refund } from './refund.entity.js';
-import { type RefundView, toRefundView } from './refund.view.js';
+import { type Refund, type RefundView, toRefundView } from './refund.js';
 
 /** The refunds table: its only writer. */
 @Injectable()

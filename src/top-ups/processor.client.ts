@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Optional } from '@nestjs/common';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.js';
 
@@ -16,34 +16,39 @@ export interface ProcessorPayment {
  * for: a timeout, a cut connection, a 5xx. The card may or may not have been
  * charged, and nothing is guessed: the same call, with the same key, is made again.
  */
-export type ProcessorAnswer =
-  { outcome: 'known'; payment: ProcessorPayment } | { outcome: 'unknown'; reason: string };
+export type ProcessorAnswer<T> =
+  { outcome: 'known'; payment: T } | { outcome: 'unknown'; reason: string };
+
+/** The injection token of the processor's base URL (TopUpsModule.forRoot). */
+export const PROCESSOR_URL = Symbol('ProcessorUrl');
 
 /** The card processor's HTTP API, called with our secret and a key of ours per payment. */
 @Injectable()
 export class ProcessorClient {
-  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @Optional() @Inject(PROCESSOR_URL) private readonly base?: string,
+  ) {}
 
   /**
    * Charges `card`, or, when a call with `key` was made before, learns what became
    * of it: the processor answers every call with the same key with the same
    * payment, and charges at most once.
    */
-  charge(key: string, payment: { amount: number; currency: string; card: string }) {
+  charge(
+    key: string,
+    payment: { amount: number; currency: string; card: string },
+  ): Promise<ProcessorAnswer<ProcessorPayment>> {
     return this.call<ProcessorPayment>('/payments', key, payment);
   }
 
   /** Refunds a payment (all of `amount`), once per `key`. */
-  refund(key: string, paymentId: string, amount: number) {
+  refund(key: string, paymentId: string, amount: number): Promise<ProcessorAnswer<{ id: string }>> {
     return this.call<{ id: string }>(`/payments/${paymentId}/refunds`, key, { amount });
   }
 
-  private async call<T>(
-    path: string,
-    key: string,
-    body: object,
-  ): Promise<{ outcome: 'known'; payment: T } | { outcome: 'unknown'; reason: string }> {
-    const base = this.config.PROCESSOR_URL;
+  private async call<T>(path: string, key: string, body: object): Promise<ProcessorAnswer<T>> {
+    const base = this.base;
     if (!base) return { outcome: 'unknown', reason: 'no processor is configured (PROCESSOR_URL)' };
     try {
       const res = await fetch(`${base}${path}`, {

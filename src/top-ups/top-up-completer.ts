@@ -1,69 +1,33 @@
-import {
-  Inject,
-  Injectable,
-  Logger,
-  type OnApplicationBootstrap,
-  type OnModuleDestroy,
-} from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
+import { BackgroundTasks } from '../background/background-tasks.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.js';
+import { AtomicPhases } from '../idempotency/atomic-phases.js';
 import { TopUpsService } from './top-ups.service.js';
 
-/** Top-ups leased per pass: a pass stays short, and other instances take the rest. */
-export const COMPLETER_BATCH = 10;
-
 /**
- * Finishes the top-ups that requests left halfway: the process died between phases,
- * the client went away, or the processor did not answer. It runs on every
- * instance; a top-up is taken only when its lease has run out and its next try is
- * due, with SKIP LOCKED, so instances never work on the same one. Each is driven
- * exactly as a retry would drive it: the same processor call, with the same key.
+ * Finishes the top-ups that requests left halfway: the process died between
+ * phases, the client went away after a 202, or the processor did not answer. On
+ * every instance, every COMPLETER_INTERVAL_SECONDS. A top-up is taken only once
+ * its lease has run out and its next try is due, and it is driven exactly as the
+ * client's retry would drive it: through AtomicPhases, with the same processor
+ * call and the same key.
  */
 @Injectable()
-export class TopUpCompleter implements OnApplicationBootstrap, OnModuleDestroy {
-  private readonly logger = new Logger('TopUpCompleter');
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<void>;
-
+export class TopUpCompleter {
   constructor(
+    private readonly phases: AtomicPhases,
     private readonly topUps: TopUpsService,
-    @Inject(APP_CONFIG) private readonly config: AppConfig,
-  ) {}
-
-  onApplicationBootstrap(): void {
-    const seconds = this.config.COMPLETER_INTERVAL_SECONDS;
-    if (seconds > 0) this.timer = setInterval(() => void this.runPass(), seconds * 1_000).unref();
+    tasks: BackgroundTasks,
+    @Inject(APP_CONFIG) config: AppConfig,
+  ) {
+    tasks.every('top-up completer', config.COMPLETER_INTERVAL_SECONDS * 1_000, () =>
+      this.completeDue(),
+    );
   }
 
-  async onModuleDestroy(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running;
-  }
-
-  /** One pass (at most one at a time). A failure is logged; the next pass tries again. */
-  runPass(): Promise<void> {
-    this.running ??= this.completeDue()
-      .then((done) => {
-        if (done > 0) this.logger.log({ msg: 'top-ups driven by the completer', count: done });
-      })
-      .catch((error: unknown) => {
-        this.logger.warn({ msg: 'completer pass failed; will retry', error: String(error) });
-      })
-      .finally(() => (this.running = undefined));
-    return this.running;
-  }
-
-  /** Leases the due top-ups, batch after batch, and drives each. Returns how many. */
-  async completeDue(): Promise<number> {
-    let total = 0;
-    for (;;) {
-      const due = await this.topUps.leaseDue(COMPLETER_BATCH);
-      for (const topUp of due) {
-        if (topUp.recoveryPoint === 'refunding') await this.topUps.refund(topUp);
-        else await this.topUps.drive(topUp, this.topUps.requestOf(topUp));
-      }
-      total += due.length;
-      if (due.length < COMPLETER_BATCH) return total;
-    }
+  /** Drives every top-up that is due, batch after batch. Returns how many it took. */
+  completeDue(): Promise<number> {
+    return this.phases.resumeDue(this.topUps.phases);
   }
 }

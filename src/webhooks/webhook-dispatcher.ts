@@ -1,15 +1,10 @@
-import {
-  Inject,
-  Injectable,
-  Logger,
-  type OnApplicationBootstrap,
-  type OnModuleDestroy,
-} from '@nestjs/common';
+import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import { Webhook } from 'standardwebhooks';
+import { BackgroundTasks } from '../background/background-tasks.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.js';
-import { type Attempt, type DueDelivery, EventsService } from '../events/events.service.js';
 import { MetricsService } from '../metrics/metrics.service.js';
+import { type Attempt, type DueDelivery, WebhookDeliveries } from './webhook-deliveries.js';
 
 /** Deliveries leased per pass, and sent at once. */
 export const DISPATCH_BATCH = 20;
@@ -22,62 +17,46 @@ const LEASE_MARGIN_SECONDS = 5;
 const MAX_RETRY_SECONDS = 6 * 3_600;
 
 /**
- * Sends the outbox: on every instance, it leases the deliveries that are due (SKIP
- * LOCKED, and a lease, so that instances never send the same one at once), signs
- * each as Standard Webhooks asks, posts it, and records the try. At least once: a
- * delivery is done only when the endpoint answered 2xx, so one whose answer was
- * lost goes out again, with the same webhook-id for the receiver to recognise.
- * Failed tries wait longer each time (doubling, with jitter, up to six hours),
- * up to WEBHOOK_MAX_ATTEMPTS.
+ * Sends the outbox's webhooks: on every instance, every WEBHOOK_DISPATCH_INTERVAL_MS,
+ * it leases the deliveries that are due (a lease, which another instance's pass
+ * respects, so that instances do not send the same one at once), signs each as
+ * Standard Webhooks asks, posts it, and records the try. At least once: a delivery
+ * is done only when the endpoint answered 2xx, so one whose answer was lost goes
+ * out again, with the same webhook-id for the receiver to recognise. Failed tries
+ * wait longer each time (doubling, with jitter, up to six hours), up to
+ * WEBHOOK_MAX_ATTEMPTS.
  */
 @Injectable()
-export class WebhookDispatcher implements OnApplicationBootstrap, OnModuleDestroy {
-  private readonly logger = new Logger('WebhookDispatcher');
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<void>;
-
+export class WebhookDispatcher implements OnModuleInit {
   constructor(
-    private readonly events: EventsService,
+    private readonly deliveries: WebhookDeliveries,
     private readonly metrics: MetricsService,
+    tasks: BackgroundTasks,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-  ) {}
-
-  onApplicationBootstrap(): void {
-    const ms = this.config.WEBHOOK_DISPATCH_INTERVAL_MS;
-    if (ms > 0) this.timer = setInterval(() => void this.runPass(), ms).unref();
-    this.metrics.gaugeFrom(
-      'webhook_oldest_undelivered_seconds',
-      'Age of the oldest webhook delivery not yet done (0: none waiting).',
-      () => this.events.oldestPendingAge(),
+  ) {
+    tasks.every('webhook dispatcher', config.WEBHOOK_DISPATCH_INTERVAL_MS, () =>
+      this.dispatchDue(),
     );
   }
 
-  async onModuleDestroy(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running;
-  }
-
-  /** One pass (at most one at a time); a failure is logged and the next pass tries again. */
-  runPass(): Promise<void> {
-    this.running ??= this.dispatchDue()
-      .then(() => undefined)
-      .catch((error: unknown) => {
-        this.logger.warn({ msg: 'webhook dispatch failed; will retry', error: String(error) });
-      })
-      .finally(() => (this.running = undefined));
-    return this.running;
+  onModuleInit(): void {
+    this.metrics.gaugeFrom(
+      'webhook_oldest_undelivered_seconds',
+      'Age of the oldest webhook delivery not yet done (0: none waiting).',
+      () => this.deliveries.oldestPendingAge(),
+    );
   }
 
   /** Sends every delivery that is due, batch after batch. Returns how many tries were made. */
   async dispatchDue(): Promise<number> {
     let total = 0;
     for (;;) {
-      const due = await this.events.leaseDue(
+      const due = await this.deliveries.leaseDue(
         DISPATCH_BATCH,
         Math.ceil(this.config.WEBHOOK_TIMEOUT_MS / 1_000) + LEASE_MARGIN_SECONDS,
       );
       const attempts = await Promise.all(due.map((delivery) => this.send(delivery)));
-      const outcomes = await this.events.recordAttempts(
+      const outcomes = await this.deliveries.recordAttempts(
         due.map((delivery, i) => ({ delivery, attempt: attempts[i] })),
         {
           maxAttempts: this.config.WEBHOOK_MAX_ATTEMPTS,

@@ -1,16 +1,16 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import { newId } from '../common/ids.js';
-import type { List, ListQuery } from '../common/list.js';
+import { type List, type ListQuery, pageAfter, pageParams, toList } from '../common/list.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.js';
 import { TransactionHost } from '../database/transaction-host.js';
-import { EventsService } from '../events/events.service.js';
 import { NotFoundError } from '../problems/problem.js';
 import type {
   CreateWebhookEndpointDto,
   ReplaceWebhookEndpointDto,
 } from './dto/webhook-endpoint.dto.js';
+import { WebhookDeliveries } from './webhook-deliveries.js';
 
 /** A signing secret, and when it stops signing (null: it is the current one). */
 export interface SigningSecret {
@@ -47,7 +47,7 @@ const COLUMNS = `id, url, description, enabled, secrets, created_at AS "createdA
 export class WebhookEndpointsService {
   constructor(
     private readonly tx: TransactionHost,
-    private readonly events: EventsService,
+    private readonly deliveries: WebhookDeliveries,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -68,17 +68,13 @@ export class WebhookEndpointsService {
     return { ...toView(row), secret };
   }
 
-  async list(
-    merchantId: string,
-    { limit, startingAfter }: ListQuery,
-  ): Promise<List<WebhookEndpointView>> {
+  async list(merchantId: string, query: ListQuery): Promise<List<WebhookEndpointView>> {
     const rows = await this.tx.query<EndpointRow>(
       `SELECT ${COLUMNS} FROM webhook_endpoints
-        WHERE merchant_id = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR id < $2)
-        ORDER BY id DESC LIMIT $3`,
-      [merchantId, startingAfter ?? null, limit + 1],
+        WHERE merchant_id = $1 AND deleted_at IS NULL ${pageAfter(2)}`,
+      [merchantId, ...pageParams(query)],
     );
-    return { object: 'list', data: rows.slice(0, limit).map(toView), hasMore: rows.length > limit };
+    return toList(rows, query, toView);
   }
 
   async get(merchantId: string, id: string): Promise<WebhookEndpointView> {
@@ -127,7 +123,7 @@ export class WebhookEndpointsService {
         ),
       ]);
       if (!row) throw new NotFoundError('webhook endpoint', id);
-      await this.events.dropPendingFor(merchantId, id);
+      await this.deliveries.dropPendingFor(merchantId, id);
     });
   }
 

@@ -2,8 +2,8 @@ import { expect } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { ledgerViolations } from '../support/invariants.js';
-import { random as seededRandom } from '../../lab/faulty-proxy.js';
-import type { Operation } from '../../lab/retrying-client.js';
+import { random as seededRandom } from '../../tools/faulty-proxy.js';
+import type { Operation } from '../../tools/retrying-client.js';
 
 export {
   newStats,
@@ -11,7 +11,7 @@ export {
   sendAll,
   sendWithRetries,
   type Operation,
-} from '../../lab/retrying-client.js';
+} from '../../tools/retrying-client.js';
 
 /**
  * Shared pieces of the chaos suite: a seeded random source, a proxy that breaks

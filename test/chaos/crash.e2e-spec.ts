@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
-import { type ApiProcess, startApi } from '../../lab/api-process.js';
+import { type ApiProcess, startApi } from '../../tools/api-process.js';
 import { freePort } from '../../src/common/free-port.js';
 import { useTestDatabase } from '../support/databases.js';
 import { slowCharges, untilAdvisoryLocks } from '../support/db-faults.js';

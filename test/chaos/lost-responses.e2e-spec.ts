@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
-import { FaultyProxy } from '../../lab/faulty-proxy.js';
+import { FaultyProxy } from '../../tools/faulty-proxy.js';
 import { useTestApp } from '../support/test-app.js';
 import {
   expectedBalances,

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import { ledgerViolations } from '../support/invariants.js';
-import { FaultyProxy } from '../../lab/faulty-proxy.js';
+import { FaultyProxy } from '../../tools/faulty-proxy.js';
 import { appDatabaseUrl, onPort } from '../support/databases.js';
 import { useTestApp } from '../support/test-app.js';
 import {

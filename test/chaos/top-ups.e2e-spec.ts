@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
-import { type ApiProcess, startApi } from '../../lab/api-process.js';
-import { FaultyProxy } from '../../lab/faulty-proxy.js';
+import { type ApiProcess, startApi } from '../../tools/api-process.js';
+import { FaultyProxy } from '../../tools/faulty-proxy.js';
 import { reconcile } from '../../src/audit/reconciliation.js';
 import { useTestDatabase } from '../support/databases.js';
 import { createSequence, inject } from '../support/db-faults.js';

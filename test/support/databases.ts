@@ -1,8 +1,8 @@
 import { afterAll, beforeAll } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { killApis } from '../../lab/api-process.js';
-import { createCitusDatabase, dropCitusDatabase } from '../../lab/citus.js';
+import { killApis } from '../../tools/api-process.js';
+import { createCitusDatabase, dropCitusDatabase } from '../../tools/citus.js';
 import { migrate } from '../../src/database/data-source.js';
 
 /**

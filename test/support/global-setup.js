@@ -6,12 +6,12 @@ import path from 'node:path';
 import pg from 'pg';
 import { migrate } from '../../dist/database/data-source.js';
 import { startEmbeddedPostgres } from '../../dist/database/embedded-postgres.js';
-import { citusWorkers } from '../../build/lab/citus.js';
+import { citusWorkers } from '../../build/tools/citus.js';
 import {
   findPgBouncer,
   startPgBouncer,
   tracksPreparedStatements,
-} from '../../build/lab/pgbouncer.js';
+} from '../../build/tools/pgbouncer.js';
 
 /**
  * One PostgreSQL for the whole run: the embedded one by default, or the server of

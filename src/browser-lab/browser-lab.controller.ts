@@ -21,7 +21,7 @@ const PAGE_DIR = path.join(import.meta.dirname, 'page');
  */
 @Controller('lab')
 @Public()
-export class LabController {
+export class BrowserLabController {
   private readonly page: string;
   /** Each file's type and body, read once at start-up (outside production; a few kB). */
   private readonly files = new Map(

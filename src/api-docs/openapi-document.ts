@@ -4,7 +4,7 @@ import { parse } from 'yaml';
 
 /**
  * The committed openapi.yaml, the one source of the served spec and docs. It sits
- * two levels above this module both in src/docs/ and in dist/docs/.
+ * two levels above this module both in src/api-docs/ and in dist/api-docs/.
  */
 export const OPENAPI_PATH = fileURLToPath(new URL('../../openapi.yaml', import.meta.url));
 

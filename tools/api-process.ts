@@ -5,8 +5,8 @@ import { freePort } from '../src/common/free-port.js';
 
 /**
  * The project's root, where `dist/main.js` (the compiled API) is: the nearest folder
- * above this file with a package.json. This file runs from lab/ in the tests and
- * from build/lab/ compiled, so a fixed '..' would not do.
+ * above this file with a package.json. This file runs from tools/ in the tests and
+ * from build/tools/ compiled, so a fixed '..' would not do.
  */
 export const projectRoot = (() => {
   let dir = import.meta.dirname;

@@ -1,5 +1,15 @@
-import type { Deposit } from './deposit.entity.js';
+/** A deposit as stored in `deposits` (DepositsService owns the table). */
+export interface Deposit {
+  merchantId: string;
+  id: string;
+  accountId: string;
+  amount: number;
+  currency: string;
+  description: string | null;
+  createdAt: Date;
+}
 
+/** A deposit as the API shows it. */
 export interface DepositView {
   id: string;
   object: 'deposit';

@@ -1,5 +1,14 @@
-import type { Refund } from './refund.entity.js';
+/** A refund as stored in `refunds` (RefundsService owns the table). */
+export interface Refund {
+  merchantId: string;
+  id: string;
+  chargeId: string;
+  accountId: string;
+  amount: number;
+  createdAt: Date;
+}
 
+/** A refund as the API shows it. */
 export interface RefundView {
   id: string;
   object: 'refund';

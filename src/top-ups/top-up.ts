@@ -1,4 +1,4 @@
-/** A top-up's row, as the service reads it. */
+/** A top-up as stored in `top_ups` (TopUpsService owns the table). */
 export interface TopUp {
   merchantId: string;
   id: string;
@@ -6,21 +6,23 @@ export interface TopUp {
   amount: number;
   currency: string;
   card: string;
+  /** The key of the request that made it: its phases find it by this. */
   idempotencyKey: string;
-  fingerprint: string;
-  requestPath: string;
+  /** pending until its request is answered; then succeeded, declined or failed. */
   status: 'pending' | 'succeeded' | 'declined' | 'failed';
-  /** Where the request is: started, refunding (compensating) or finished. */
-  recoveryPoint: 'started' | 'refunding' | 'finished';
   processorPaymentId: string | null;
   declineCode: string | null;
   failureCode: string | null;
-  attempts: number;
-  lastError: string | null;
-  nextAttemptAt: Date;
   createdAt: Date;
 }
 
+/** The columns of a TopUp, as a SELECT or RETURNING list. */
+export const TOP_UP_COLUMNS = `merchant_id AS "merchantId", id, account_id AS "accountId", amount,
+  currency, card, idempotency_key AS "idempotencyKey", status,
+  processor_payment_id AS "processorPaymentId", decline_code AS "declineCode",
+  failure_code AS "failureCode", created_at AS "createdAt"`;
+
+/** A top-up as the API shows it. */
 export interface TopUpView {
   id: string;
   object: 'top_up';

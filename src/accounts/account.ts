@@ -1,5 +1,26 @@
-import type { Account } from './account.entity.js';
+/** An account as stored in `accounts` (AccountsService owns the table). */
+export interface Account {
+  merchantId: string;
+  id: string;
+  name: string;
+  currency: string;
+  /** Minor units. Changed only by LedgerService.post(), with the ledger entry that explains it. */
+  balance: number;
+  /** What the merchant keeps about the account: string keys to string values. */
+  metadata: Record<string, string>;
+  /** +1 on every change of the account (fields, balance, closing): its ETag. */
+  version: number;
+  /** When the account was closed (DELETE); a closed account holds nothing and never moves. */
+  closedAt: Date | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
 
+/** The columns of an Account, as a SELECT or RETURNING list. */
+export const ACCOUNT_COLUMNS = `merchant_id AS "merchantId", id, name, currency, balance, metadata, version,
+  closed_at AS "closedAt", created_at AS "createdAt", updated_at AS "updatedAt"`;
+
+/** An account as the API shows it. */
 export interface AccountView {
   id: string;
   object: 'account';

@@ -36,7 +36,7 @@ const DOCS_PAGE = `<!doctype html>
 /** The API's own description, from the committed openapi.yaml: no API key needed. */
 @Controller()
 @Public()
-export class DocsController {
+export class ApiDocsController {
   private readonly documents = loadOpenApiDocuments();
   /** Read on first use (the bundle is 1.5 MB), then served from memory. */
   private readonly assets = new Map<string, Buffer>();
