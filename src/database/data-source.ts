@@ -12,6 +12,7 @@ import { ClaimChecksCompleted1765008000000 } from './migrations/1765008000000-cl
 import { CheaperKeyChecks1765094400000 } from './migrations/1765094400000-cheaper-key-checks.js';
 import { RulesOfOneColumnAsDomains1765180800000 } from './migrations/1765180800000-rules-of-one-column-as-domains.js';
 import { RecoveryPointsUnderTheKey1765267200000 } from './migrations/1765267200000-recovery-points-under-the-key.js';
+import { TableComments1765353600000 } from './migrations/1765353600000-table-comments.js';
 
 /** Every migration, in order: the schema's history (docs/schema.sql is where it leads). */
 export const MIGRATIONS = [
@@ -26,6 +27,7 @@ export const MIGRATIONS = [
   CheaperKeyChecks1765094400000,
   RulesOfOneColumnAsDomains1765180800000,
   RecoveryPointsUnderTheKey1765267200000,
+  TableComments1765353600000,
 ];
 
 /**
