@@ -1,14 +1,18 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
-const README = path.resolve(import.meta.dirname, '../../README.md');
+const ROOT = path.resolve(import.meta.dirname, '../..');
 
-/** The code block (of `lang`) between the `<name>:start` and `<name>:end` markers of README.md. */
-export function readmeBlock(name: string, lang = 'bash'): string {
-  const readme = readFileSync(README, 'utf8');
+/**
+ * The code block (of `lang`) between the `<name>:start` and `<name>:end` markers of
+ * a page of the docs (README.md by default): the tests run what the docs tell a
+ * reader to paste.
+ */
+export function readmeBlock(name: string, lang = 'bash', file = 'README.md'): string {
+  const page = readFileSync(path.join(ROOT, file), 'utf8');
   const block = new RegExp(
     `<!-- ${name}:start -->\\s*\`\`\`${lang}\\n([\\s\\S]*?)\`\`\`\\s*<!-- ${name}:end -->`,
-  ).exec(readme);
-  if (!block) throw new Error(`README.md has no ${name} between its markers`);
+  ).exec(page);
+  if (!block) throw new Error(`${file} has no ${name} between its markers`);
   return block[1];
 }
