@@ -6,7 +6,7 @@
 // the schema or to the statements can be weighed by it, before and after.
 //
 //   BENCH_REQUESTS=400 BENCH_WARMUP_REQUESTS=50 npm run bench:instructions
-//   BENCH_SCENARIOS=charge,ceiling   only those (charge, replay, ceiling, peer-charge)
+//   BENCH_SCENARIOS=charge,ceiling   only those (charge, replay, replay-db, ceiling, peer-charge)
 //   BENCH_PEER=<dir>  also the peer's fresh charge (bench/peer.ts, memory store): what
 //                     PostgreSQL executes for the charge of the library a reader would
 //                     install instead, on its own database of the same cluster
@@ -58,7 +58,7 @@ const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 400);
 const WARMUP = Number(process.env.BENCH_WARMUP_REQUESTS ?? 50);
 const PEER_DIR = process.env.BENCH_PEER;
 const SCENARIOS = (
-  process.env.BENCH_SCENARIOS ?? `charge,replay,ceiling${PEER_DIR ? ',peer-charge' : ''}`
+  process.env.BENCH_SCENARIOS ?? `charge,replay,replay-db,ceiling${PEER_DIR ? ',peer-charge' : ''}`
 ).split(',');
 /** Charges (the ceiling's) already in the tables when counting starts. */
 const FILL = 5_000;
@@ -82,7 +82,7 @@ async function main(): Promise<void> {
   await db.connect();
   const { accounts } = await seed(db, API_KEY);
   // Tables the size of a service in use, analysed so: planned on empty tables, the
-  // key lookup would be a sequential scan whose cost grows with every request.
+  // claim's probe of the key would be a sequential scan whose cost grows with every request.
   for (let i = 0; i < FILL; i++) await db.query(ceilingQuery(accounts[i % accounts.length]));
   await db.query('VACUUM ANALYZE');
   await db.end();
@@ -97,12 +97,18 @@ async function main(): Promise<void> {
     let n = 0;
     const account = () => accounts[n++ % accounts.length];
     const replayed = { key: randomUUID(), body: chargeBody(accounts[0]) };
-    const api = (request: (api: string) => Promise<void>) => (requests: number) =>
-      againstApi(url, requests, request, () => server.clientBackends());
+    const api =
+      (request: (api: string) => Promise<void>, env: Record<string, string> = {}) =>
+      (requests: number) =>
+        againstApi(url, requests, request, () => server.clientBackends(), env);
     // Each returns the backends still open when its requests are done.
     const scenarios: Record<string, (requests: number) => Promise<number[]>> = {
       charge: api((base) => charge(base, chargeBody(account()), randomUUID())),
       replay: api((base) => charge(base, replayed.body, replayed.key)),
+      // The replay an instance does not remember (its first of a key): from the database.
+      'replay-db': api((base) => charge(base, replayed.body, replayed.key), {
+        IDEMPOTENCY_CACHE_SIZE: '0',
+      }),
       'peer-charge': async (requests) => {
         if (!PEER_DIR) throw new Error('peer-charge needs BENCH_PEER');
         const peer = await startPeer(PEER_DIR, 'memory', peerDatabaseUrl(url));
@@ -158,9 +164,11 @@ async function againstApi(
   requests: number,
   request: (api: string) => Promise<void>,
   open: () => Promise<number[]>,
+  env: Record<string, string>,
 ): Promise<number[]> {
   const api = await startApi({
     env: {
+      ...env,
       DATABASE_URL: url.toString(),
       NODE_ENV: 'production',
       DB_POOL_SIZE: '1',
