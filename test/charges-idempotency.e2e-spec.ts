@@ -278,8 +278,8 @@ describe('business outcomes are stored with the key', () => {
 
 describe('a key stored by someone else while this request runs', () => {
   it('rolls this request back and replays the stored response (the primary key is the final guard)', async () => {
-    // The window: another request with the key commits between our lookup and our
-    // lock. Forced here without test code in the app: a trigger makes our charge
+    // The window: another request with the key commits between our claim and our
+    // COMMIT (a writer that does not take the key's lock). Forced here without test code in the app: a trigger makes our charge
     // wait on a lock the test holds; meanwhile the test commits the "winner's" row.
     const account = await t.api.fundedAccount(10_000);
     const key = randomUUID();

@@ -232,9 +232,9 @@ describe('the client and final answers', () => {
   });
 });
 
-describe("the README's client example", () => {
+describe('the client example of docs/client-side.md', () => {
   it('runs as printed against the API, with the package as built (client/dist)', async () => {
-    const block = readmeBlock('client-example', 'ts');
+    const block = readmeBlock('client-example', 'ts', 'docs/client-side.md');
     expect(block).toContain("from '@idempotent-payments/client'");
     const built = pathToFileURL(path.resolve('client/dist/index.js')).href;
     const source = block

@@ -51,11 +51,11 @@ describe('docs/api-contract.md', () => {
   });
 });
 
-describe('README.md', () => {
-  /** The rows of the table under "## Configuration": variable → default cell. */
+describe('docs/configuration.md', () => {
+  /** The rows of the table under "## The settings": variable → default cell. */
   function configurationTable(): Map<string, string> {
-    const readme = read('README.md');
-    const section = readme.slice(readme.indexOf('## Configuration'));
+    const page = read('docs/configuration.md');
+    const section = page.slice(page.indexOf('## The settings'));
     const rows = new Map<string, string>();
     for (const m of section.matchAll(/^\| `([A-Z_]+)` +\| ([^|]+?) +\|/gm)) rows.set(m[1], m[2]);
     return rows;
@@ -74,6 +74,19 @@ describe('README.md', () => {
       if (key === 'HOST' || value === undefined) continue;
       expect({ key, cell: table.get(key) }).toEqual({ key, cell: `\`${value}\`` });
     }
+  });
+});
+
+describe('docs/README.md', () => {
+  it('leads to every page of docs/ and every decision record', () => {
+    const index = read('docs/README.md');
+    const linked = new Set(
+      [...index.matchAll(/\]\(([^)#\s]+)/g)].map((m) => path.normalize(path.join('docs', m[1]))),
+    );
+    const pages = filesUnder('docs', ['.md', '.sql']).filter((f) => f !== 'docs/README.md');
+
+    expect(pages.length).toBeGreaterThan(30);
+    expect(pages.filter((page) => !linked.has(page))).toEqual([]);
   });
 });
 

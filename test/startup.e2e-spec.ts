@@ -91,9 +91,10 @@ describe('npm start', () => {
     });
     expect(first.output()).not.toMatch(/Bearer|sk_[A-Za-z0-9_-]{43}/);
 
-    // The README's top-up session: 202 while the processor's answer is lost, then
+    // The top-up session of docs/card-top-ups.md: 202 while the processor's answer is lost, then
     // the retry with the same key credits once.
-    const topUps = await run('bash', ['-e', '-c', session + readmeBlock('top-up-session')], {
+    const topUpSession = readmeBlock('top-up-session', 'bash', 'docs/card-top-ups.md');
+    const topUps = await run('bash', ['-e', '-c', session + topUpSession], {
       env: { ...process.env, API: `http://127.0.0.1:${port}` },
     });
     const statuses = [...topUps.stdout.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((m) => m[1]);

@@ -305,7 +305,7 @@ describe('kill -9 mid-delivery', () => {
 });
 
 describe('three instances delivering at once', () => {
-  it('leases with SKIP LOCKED: every event sent once, by one of them, none twice', async () => {
+  it('leases what it sends, and the others respect the lease: every event sent once, by one of them, none twice', async () => {
     // No faults here, and the default 10 s timeout: on a loaded machine a 1 s one
     // would time out tries the receiver then applies, and send them again.
     const apps = await Promise.all([1, 2, 3].map(() => api({ WEBHOOK_TIMEOUT_MS: '10000' })));
