@@ -49,7 +49,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['**/*.spec.ts', '**/*.e2e-spec.ts'],
+    files: ['**/*.spec.ts', '**/*.e2e-spec.ts', '**/*.fakes.ts'],
     rules: {
       // In-memory fakes implement async interfaces synchronously.
       '@typescript-eslint/require-await': 'off',
