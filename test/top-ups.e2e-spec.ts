@@ -208,6 +208,7 @@ describe('the completer', () => {
     const key = randomUUID();
     const pending = await topUp(account, 'tok_timeout_after_charge', key);
     expect(pending.status).toBe(202);
+    const firstUsed = (await t.api.get(`/idempotency-keys/${key}`)).body.createdAt as string;
 
     const driven = await t.app.get(TopUpCompleter).completeDue();
 
@@ -219,6 +220,10 @@ describe('the completer', () => {
     expect(late.status).toBe(201);
     expect(late.headers['idempotent-replayed']).toBe('true');
     expect(await paymentsFor(pending.body.id)).toHaveLength(1);
+    // The key's record starts when the key was first used, not when the completer finished.
+    const record = (await t.api.get(`/idempotency-keys/${key}`)).body;
+    expect(record).toMatchObject({ phase: 'completed', createdAt: firstUsed });
+    expect(Date.parse(record.expiresAt) - Date.parse(firstUsed)).toBe(86_400_000);
   });
 
   it('leaves alone a top-up that a request holds (its lease), and takes nothing twice', async () => {
