@@ -79,8 +79,11 @@ class FakePool {
   readonly connection = new FakeConnection();
   /** Statements run on the pool, outside any transaction. */
   readonly outside: string[] = [];
+  /** How often a connection was taken from the pool. */
+  taken = 0;
 
   async connect(): Promise<FakeConnection> {
+    this.taken += 1;
     return this.connection;
   }
 
@@ -153,10 +156,24 @@ describe('TransactionHost', () => {
       expect(connection.roundTrips).toEqual([['BEGIN', 'INSERT a', 'COMMIT']]);
     });
 
-    it('sends nothing at all for a transaction that ran no statement', async () => {
+    it('sends nothing, and takes no connection, for a transaction that ran no statement', async () => {
       expect(await tx.run(async () => 'done')).toBe('done');
 
       expect(connection.roundTrips).toEqual([]);
+      expect(pool.taken).toBe(0);
+    });
+
+    it('takes its connection from the pool only when its first statement goes out', async () => {
+      const taken: number[] = [];
+      await tx.run(async () => {
+        await new Promise((resolve) => setImmediate(resolve)); // work before any statement
+        taken.push(pool.taken);
+        await Promise.all([tx.query('SELECT 1'), tx.query('SELECT 2')]);
+        taken.push(pool.taken);
+      });
+
+      expect(taken).toEqual([0, 1]);
+      expect(connection.roundTrips).toEqual([['BEGIN', 'SELECT 1', 'SELECT 2'], ['COMMIT']]);
       expect(connection.released).toEqual({ destroyed: false });
     });
 
@@ -186,12 +203,12 @@ describe('TransactionHost', () => {
       expect(connection.released).toEqual({ destroyed: false });
     });
 
-    it('sends nothing when the work throws before any statement', async () => {
+    it('sends nothing, and takes no connection, when the work throws before any statement', async () => {
       const bug = new Error('bug');
       expect(await rejection(tx.run(() => Promise.reject(bug)))).toBe(bug);
 
       expect(connection.roundTrips).toEqual([]);
-      expect(connection.released).toEqual({ destroyed: false });
+      expect(pool.taken).toBe(0);
     });
 
     it('rolls back when a statement fails, and refuses the ones sent behind it', async () => {

@@ -12,7 +12,9 @@ export const PG_POOL = Symbol('PgPool');
 export const CONNECTION_SETTINGS = Symbol('ConnectionSettings');
 
 interface OpenTransaction {
-  client: PoolClient;
+  /** Its connection, taken from the pool when its first statement is sent (connect()). */
+  client?: PoolClient;
+  connecting?: Promise<PoolClient>;
   /** Whether BEGIN has been sent and the transaction not yet ended. */
   open: boolean;
   /** Statements to send right after BEGIN, ahead of the work's own (see atBegin). */
@@ -68,33 +70,32 @@ export class TransactionHost {
     this.prepared = connection.preparedStatements === 'named' ? named : unnamed;
   }
 
-  /** Runs `work` in one transaction: commit when it resolves, roll back when it throws. */
+  /**
+   * Runs `work` in one transaction: commit when it resolves, roll back when it
+   * throws. The connection is taken from the pool only when the first statement is
+   * sent, so what the work does before (validating a body, resolving a name) holds
+   * none.
+   */
   async run<T>(work: () => Promise<T>): Promise<T> {
     if (this.storage.getStore()) return work(); // already inside: join it
-    const startedAt = Date.now();
-    const client = await this.pool.connect();
-    // A connection that breaks while checked out emits 'error'; the failed query
-    // reports it, so the event itself needs a listener only so it cannot crash us.
-    client.on('error', ignore);
     const transaction: OpenTransaction = {
-      client,
       open: false,
       atBegin: [],
       atCommit: [],
       afterCommit: [],
-      startedAt,
+      startedAt: Date.now(),
     };
     try {
       const result = await this.storage.run(transaction, work);
       await this.commit(transaction);
-      client.release();
+      transaction.client?.release();
       for (const action of transaction.afterCommit) action();
       return result;
     } catch (error) {
       await this.rollback(transaction);
       throw transaction.openingError ?? error;
     } finally {
-      client.removeListener('error', ignore);
+      transaction.client?.removeListener('error', ignore);
     }
   }
 
@@ -154,7 +155,7 @@ export class TransactionHost {
     const transaction = this.storage.getStore();
     const statement = this.prepared(sql, params);
     if (!transaction) return (await this.pool.query<T>(statement)).rows;
-    const { client } = transaction;
+    const client = transaction.client ?? (await this.connect(transaction));
     sendTogether(client);
     if (transaction.open) return (await client.query<T>(statement)).rows;
     transaction.open = true;
@@ -178,7 +179,7 @@ export class TransactionHost {
       statements.unshift({ text: this.begin }, ...transaction.atBegin);
       transaction.open = true;
     }
-    const { client } = transaction;
+    const client = transaction.client ?? (await this.connect(transaction));
     sendTogether(client);
     const results = await Promise.allSettled(statements.map((s) => client.query(s)));
     // COMMIT answered: the transaction is over, committed, or rolled back when a
@@ -188,8 +189,21 @@ export class TransactionHost {
     if (failed) throw failed.reason;
   }
 
+  /** The transaction's connection, from the pool; statements started together share the wait. */
+  private connect(transaction: OpenTransaction): Promise<PoolClient> {
+    transaction.connecting ??= this.pool.connect().then((client) => {
+      // A connection that breaks while checked out emits 'error'; the failed query
+      // reports it, so the event itself needs a listener only so it cannot crash us.
+      client.on('error', ignore);
+      transaction.client = client;
+      return client;
+    });
+    return transaction.connecting;
+  }
+
   /** Rolls back if need be and returns the connection; one that cannot even roll back is closed. */
   private async rollback({ client, open }: OpenTransaction): Promise<void> {
+    if (!client) return;
     if (!open) return client.release();
     try {
       await client.query('ROLLBACK');
