@@ -118,6 +118,18 @@ describe('npm run demo:retries (the retry lab)', () => {
     expect(broken).toBeGreaterThan(0);
   }, 60_000);
 
+  it('with two instances, every retry sent to the other: still exactly once, the replays from the shared database', async () => {
+    const stdout = await lab({ LAB_FAULT_RATE: '0.5', LAB_INSTANCES: '2' });
+
+    expect(stdout).toMatch(/instances\s+2, one database; every retry sent to another instance\n/);
+    expect(stdout).toMatch(/charges in the database\s+60\n/);
+    expect(stdout).toMatch(/double charges\s+0\n/);
+    expect(stdout).toMatch(/ledger audit\s+sound/);
+    // Retries after a response lost on its way back, answered by the other instance.
+    expect(Number(/replays across instances\s+(\d+)/.exec(stdout)?.[1])).toBeGreaterThan(0);
+    expect(stdout).toContain('Exactly once: every charge happened once');
+  }, 60_000);
+
   it('with a new key for every attempt: counts the double charges, and the overcharge', async () => {
     const stdout = await lab({ LAB_FAULT_RATE: '0.5', LAB_KEYS: 'per-attempt' });
 

@@ -9,6 +9,9 @@
 //
 //   LAB_KEYS=per-operation  one Idempotency-Key per charge, reused on every retry (right)
 //   LAB_KEYS=per-attempt    a new key for every attempt: the bug that double-charges
+//   LAB_INSTANCES=2         two API processes on the one database, each behind its own
+//                           lossy network, and every retry sent to the other one: as
+//                           behind a load balancer, where a retry often lands elsewhere
 import pg from 'pg';
 import { randomUUID } from 'node:crypto';
 import { auditLedger } from '../src/audit/ledger-audit.js';
@@ -36,6 +39,7 @@ const FAULT_RATE = Number(process.env.LAB_FAULT_RATE ?? 0.4);
 const RENAMES = Number(process.env.LAB_RENAMES ?? 20);
 const SEED = Number(process.env.LAB_SEED ?? Date.now() % 1_000_000);
 const KEYS = (process.env.LAB_KEYS ?? 'per-operation') as KeyMode;
+const INSTANCES = Number(process.env.LAB_INSTANCES ?? 1);
 const API_KEY = 'sk_test_demo';
 const START = 1_000_000;
 const tty = process.stdout.isTTY;
@@ -47,6 +51,10 @@ async function main(): Promise<number> {
     console.error('LAB_KEYS must be per-operation or per-attempt');
     return 2;
   }
+  if (!Number.isInteger(INSTANCES) || INSTANCES < 1 || INSTANCES > 4) {
+    console.error('LAB_INSTANCES must be 1, 2, 3 or 4');
+    return 2;
+  }
   const config = loadConfig();
   console.log(bold('Retry lab: exactly-once charges through a network that loses responses'));
   console.log(
@@ -54,31 +62,53 @@ async function main(): Promise<number> {
   );
   console.log(
     KEYS === 'per-operation'
-      ? 'Keys: one Idempotency-Key per charge, reused on every retry (LAB_KEYS=per-operation).\n'
-      : 'Keys: a NEW Idempotency-Key for every attempt, the most common client bug (LAB_KEYS=per-attempt).\n',
+      ? 'Keys: one Idempotency-Key per charge, reused on every retry (LAB_KEYS=per-operation).'
+      : 'Keys: a NEW Idempotency-Key for every attempt, the most common client bug (LAB_KEYS=per-attempt).',
+  );
+  console.log(
+    INSTANCES === 1
+      ? 'One API instance (LAB_INSTANCES=2: two, and every retry sent to the other one).\n'
+      : `${INSTANCES} API instances on one database, each retry sent to the next one (LAB_INSTANCES=${INSTANCES}).\n`,
   );
 
   // The database: DATABASE_URL, or the embedded PostgreSQL in DATA_DIR.
   const database = await openDatabase(config);
-  const api = await startApi({
-    env: {
-      DATABASE_URL: database.url,
-      LOG_LEVEL: 'error',
-      NODE_ENV: 'development',
-      // The lab tries failed deliveries again at once; by default the wait starts at 30 s.
-      WEBHOOK_DISPATCH_INTERVAL_MS: '200',
-      WEBHOOK_RETRY_SECONDS: '0',
-      WEBHOOK_TIMEOUT_MS: '2000',
-    },
-    logs: 'errors',
-  });
+  const apis = await Promise.all(
+    Array.from({ length: INSTANCES }, () =>
+      startApi({
+        env: {
+          DATABASE_URL: database.url,
+          LOG_LEVEL: 'error',
+          NODE_ENV: 'development',
+          // The lab tries failed deliveries again at once; by default the wait starts at 30 s.
+          WEBHOOK_DISPATCH_INTERVAL_MS: '200',
+          WEBHOOK_RETRY_SECONDS: '0',
+          WEBHOOK_TIMEOUT_MS: '2000',
+        },
+        logs: 'errors',
+      }),
+    ),
+  );
+  const api = apis[0];
   const receiver = await startReceiver(database.url, SEED);
-  const proxy = await FaultyProxy.start(api.port, {
-    fault: 'random',
-    faultRate: FAULT_RATE,
-    rng: random(SEED),
-  });
-  const viaProxy = () => `http://127.0.0.1:${proxy.port}`;
+  // Each instance behind a lossy network of its own, as behind a load balancer.
+  const proxies = await Promise.all(
+    apis.map((instance, i) =>
+      FaultyProxy.start(instance.port, {
+        fault: 'random',
+        faultRate: FAULT_RATE,
+        rng: random(SEED + 10 * i),
+      }),
+    ),
+  );
+  // The n-th operation's k-th attempt goes to instance (n + k) mod INSTANCES: with two,
+  // every retry lands on the other one.
+  const tries = new Map<number, number>();
+  const viaProxy = (n = 0) => {
+    const k = tries.get(n) ?? 0;
+    tries.set(n, k + 1);
+    return `http://127.0.0.1:${proxies[(n + k) % proxies.length].port}`;
+  };
   const db = new pg.Client({ connectionString: database.url });
   await db.connect();
   try {
@@ -100,7 +130,7 @@ async function main(): Promise<number> {
     const intended = charges.reduce((sum, op) => sum + (op.body.amount as number), 0);
     const stats = newStats();
     let done = 0;
-    const progress = setInterval(() => draw(done, stats, proxy, receiver.seen), 100);
+    const progress = setInterval(() => draw(done, stats, proxies, receiver.seen), 100);
     const started = Date.now();
     await sendAll(charges, {
       clients: CLIENTS,
@@ -111,7 +141,7 @@ async function main(): Promise<number> {
       onAnswer: () => done++,
     });
     clearInterval(progress);
-    draw(done, stats, proxy, receiver.seen);
+    draw(done, stats, proxies, receiver.seen);
     const seconds = (Date.now() - started) / 1000;
     const afterCharges = await accountRow(db, account);
 
@@ -121,7 +151,7 @@ async function main(): Promise<number> {
     const names = Array.from({ length: RENAMES }, (_, i) => `Retry lab, name ${i + 1}`);
     for (const name of names) {
       await sendWithRetries(
-        viaProxy,
+        () => viaProxy(CHARGES),
         API_KEY,
         { key: null, method: 'PUT', path: `/accounts/${account}`, body: { name } },
         putStats,
@@ -143,21 +173,27 @@ async function main(): Promise<number> {
       headers: { Authorization: `Bearer ${API_KEY}` },
     });
 
+    const injected = (fault: (typeof FAULTS)[number]) =>
+      proxies.reduce((n, proxy) => n + proxy.injected[fault], 0);
     const lost = FAULTS.filter((f) => f !== 'none' && f !== 'delay' && f !== 'hang').reduce(
-      (n, f) => n + proxy.injected[f],
+      (n, f) => n + injected(f),
       0,
     );
+    const crossed = await replaysFromTheDatabase(apis.map((instance) => instance.url));
     const executed = final.charges;
     const expected = START - intended;
     const doubles = executed - CHARGES;
     console.log(`\n\n${bold('Summary')}`);
     row('keys', KEYS);
+    if (INSTANCES > 1) {
+      row('instances', `${INSTANCES}, one database; every retry sent to another instance`);
+    }
     row('charges intended', String(CHARGES));
     row('HTTP attempts', `${stats.attempts} (${stats.retries} retries) in ${seconds.toFixed(1)} s`);
     row(
       'connections broken',
       `${lost}: ${FAULTS.filter((f) => f !== 'none' && f !== 'hang')
-        .map((f) => `${f} ${proxy.injected[f]}`)
+        .map((f) => `${f} ${injected(f)}`)
         .join(', ')}`,
     );
     row('network errors seen', `${stats.networkErrors} (the client never learnt the outcome)`);
@@ -165,6 +201,12 @@ async function main(): Promise<number> {
       'replayed responses',
       `${stats.replays} (the work was done; the retry got the stored answer)`,
     );
+    if (INSTANCES > 1) {
+      row(
+        'replays across instances',
+        `${crossed} (by an instance that had never seen the key: from the shared database)`,
+      );
+    }
     row('409 in use', `${stats.inUse} (a retry overtook its original)`);
     row('charges in the database', `${executed}`);
     row(
@@ -210,9 +252,9 @@ async function main(): Promise<number> {
     return sound ? 0 : 1;
   } finally {
     await db.end();
-    await proxy.stop();
-    api.child.kill('SIGTERM');
-    await api.exited();
+    for (const proxy of proxies) await proxy.stop();
+    for (const instance of apis) instance.child.kill('SIGTERM');
+    await Promise.all(apis.map((instance) => instance.exited()));
     await receiver.close();
     await database.close();
   }
@@ -303,15 +345,35 @@ async function deliveredWithin(db: pg.Client, endpointId: string, ms: number): P
   return false;
 }
 
+/**
+ * The replays that crossed instances: those an instance answered from the shared
+ * database, its memory not having the key. An instance remembers every response
+ * it stores or replays (decision 15), so a replay from the database is always one
+ * of a key that another instance executed (idempotency_outcomes_total{replayed}
+ * less idempotency_memory_replays_total, on each instance's /metrics).
+ */
+async function replaysFromTheDatabase(instances: string[]): Promise<number> {
+  let total = 0;
+  for (const url of instances) {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    const value = (line: RegExp) => Number(line.exec(text)?.[1] ?? 0);
+    total +=
+      value(/^idempotency_outcomes_total\{outcome="replayed"\} (\d+)/m) -
+      value(/^idempotency_memory_replays_total (\d+)/m);
+  }
+  return total;
+}
+
 function draw(
   done: number,
   stats: Stats,
-  proxy: FaultyProxy,
+  proxies: FaultyProxy[],
   seen: Record<EventOutcome, number>,
 ): void {
   const width = 30;
   const filled = Math.round((done / CHARGES) * width);
-  const broken = Object.entries(proxy.injected)
+  const broken = proxies
+    .flatMap((proxy) => Object.entries(proxy.injected))
     .filter(([f]) => f !== 'none')
     .reduce((n, [, v]) => n + v, 0);
   const line = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${CHARGES} charges · ${stats.attempts} requests · ${broken} broken · ${stats.retries} retries · ${stats.replays} replays · ${stats.inUse} × 409 · events ${seen.applied} applied, ${seen['duplicate ignored']} dup. ignored`;
