@@ -107,6 +107,9 @@ async function main(): Promise<void> {
       // PgBouncer (with DB_POOLER and DB_PREPARED_STATEMENTS set for it, inherited).
       DATABASE_URL: bouncer?.url ?? process.env.BENCH_API_DATABASE_URL ?? database.url,
       NODE_ENV: 'production',
+      // BENCH_WEBHOOK's sink is plain http on this machine's loopback, which production refuses.
+      WEBHOOK_ALLOW_LOOPBACK: 'true',
+      WEBHOOK_REQUIRE_HTTPS: 'false',
       DB_POOL_SIZE: process.env.DB_POOL_SIZE ?? '10',
       ...(bouncer ? { DB_POOLER: 'transaction', DB_PREPARED_STATEMENTS: PGBOUNCER } : {}),
     },

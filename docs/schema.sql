@@ -229,15 +229,17 @@ CREATE TABLE webhook_deliveries (
   locked_until timestamp with time zone,
   delivered_at timestamp with time zone,
   created_at timestamp with time zone NOT NULL DEFAULT now(),
+  redelivered_at timestamp with time zone,
   CONSTRAINT webhook_deliveries_pkey PRIMARY KEY (merchant_id, event_id, endpoint_id),
   CONSTRAINT webhook_deliveries_merchant_id_endpoint_id_fkey FOREIGN KEY (merchant_id, endpoint_id) REFERENCES webhook_endpoints(merchant_id, id) ON DELETE CASCADE,
   CONSTRAINT webhook_deliveries_merchant_id_event_id_fkey FOREIGN KEY (merchant_id, event_id) REFERENCES events(merchant_id, id) ON DELETE CASCADE
 );
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries USING btree (next_attempt_at) WHERE ((status)::text = 'pending'::text);
+CREATE INDEX webhook_deliveries_due_by_endpoint ON webhook_deliveries USING btree (merchant_id, endpoint_id, next_attempt_at) WHERE ((status)::text = 'pending'::text);
 CREATE INDEX webhook_deliveries_oldest ON webhook_deliveries USING btree (created_at) WHERE ((status)::text = 'pending'::text);
 
 -- Where a merchant wants its events, and the secrets that sign them (a rotated one
--- signs beside the new one for a while).
+-- signs beside the new one for a while). One that answers 410, or no try with a 2xx for
+-- WEBHOOK_DISABLE_AFTER_SECONDS, is disabled by the service (disabled_reason).
 CREATE TABLE webhook_endpoints (
   merchant_id text NOT NULL,
   id text NOT NULL,
@@ -248,6 +250,8 @@ CREATE TABLE webhook_endpoints (
   deleted_at timestamp with time zone,
   created_at timestamp with time zone NOT NULL DEFAULT now(),
   updated_at timestamp with time zone NOT NULL DEFAULT now(),
+  failing_since timestamp with time zone,
+  disabled_reason code_name,
   CONSTRAINT webhook_endpoints_pkey PRIMARY KEY (merchant_id, id),
   CONSTRAINT webhook_endpoints_merchant_id_fkey FOREIGN KEY (merchant_id) REFERENCES merchants(id) ON DELETE CASCADE
 );

@@ -126,6 +126,27 @@ describe('hostile input gets a 4xx, never a 500', () => {
   );
 });
 
+describe('a value the input checks let through and the schema refuses', () => {
+  it("is the request's fault (400 naming the rule), never a 500, and nothing of it is kept", async () => {
+    // A rule only the database knows (as if the DTO had forgotten one of the schema's).
+    await t.db.query(
+      `ALTER TABLE accounts ADD CONSTRAINT accounts_name_not_reserved CHECK (name <> 'reserved')`,
+    );
+    try {
+      const key = randomUUID();
+      const body = { name: 'reserved', currency: 'USD' };
+      const res = await t.api.post('/accounts', body, key);
+      expectProblem(res, 400, 'validation-failed');
+      expect(res.body.detail).toContain('accounts_name_not_reserved');
+      // Rolled back with the key: the same request, once the rule is gone, is done afresh.
+      await t.db.query('ALTER TABLE accounts DROP CONSTRAINT accounts_name_not_reserved');
+      expect((await t.api.post('/accounts', body, key)).status).toBe(201);
+    } finally {
+      await t.db.query('ALTER TABLE accounts DROP CONSTRAINT IF EXISTS accounts_name_not_reserved');
+    }
+  });
+});
+
 describe('400 malformed-json', () => {
   it('answers a body that is not JSON', async () => {
     const res = await t.api

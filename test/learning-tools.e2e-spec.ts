@@ -75,8 +75,8 @@ describe('Postman collection', () => {
     for (const run of [await runCollection(), await runCollection()]) {
       const failures = run.run.failures.map((f) => `${f.source?.name}: ${f.error.message}`);
       expect(failures).toEqual([]);
-      expect(run.run.stats.requests.total).toBe(23);
-      expect(run.run.stats.assertions.total).toBe(46);
+      expect(run.run.stats.requests.total).toBe(27);
+      expect(run.run.stats.assertions.total).toBe(50);
       expect(run.run.stats.assertions.failed).toBe(0);
     }
   }, 60_000);

@@ -11,6 +11,7 @@ import {
   RECOVERY_POINT_DOMAIN_COLUMNS,
   RecoveryPointsUnderTheKey1765267200000,
 } from '../src/database/migrations/1765267200000-recovery-points-under-the-key.js';
+import { WebhookEndpointLifecycle1765440000000 } from '../src/database/migrations/1765440000000-webhook-endpoint-lifecycle.js';
 import { useTestDatabase } from './support/databases.js';
 import { isCitus } from './support/db-faults.js';
 
@@ -440,6 +441,7 @@ describe('the rules of the schema', () => {
         query: async (sql: string, params?: unknown[]) => (await client.query(sql, params)).rows,
       } as unknown as QueryRunner;
       const after = await catalog(client);
+      await new WebhookEndpointLifecycle1765440000000().down(runner); // uses a domain
       await new RecoveryPointsUnderTheKey1765267200000().down(runner);
       await new RulesOfOneColumnAsDomains1765180800000().down(runner);
       const reverted = await catalog(client);
@@ -481,6 +483,7 @@ describe('the rules of the schema', () => {
 
       await new RulesOfOneColumnAsDomains1765180800000().up(runner);
       await new RecoveryPointsUnderTheKey1765267200000().up(runner);
+      await new WebhookEndpointLifecycle1765440000000().up(runner);
       expect(await catalog(client)).toEqual(after);
     });
   });

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { Webhook } from 'standardwebhooks';
@@ -29,6 +29,7 @@ afterAll(() => receiver.close());
 beforeEach(() => {
   for (const key of Object.keys(receiver.faults))
     delete (receiver.faults as Record<string, unknown>)[key];
+  Object.assign(receiver.svix, { verified: 0, refused: 0 });
 });
 
 const dispatch = () => t.app.get(WebhookDispatcher).dispatchDue();
@@ -122,7 +123,8 @@ describe('the outbox', () => {
 describe('webhook endpoints', () => {
   it('shows the signing secret once, refuses URLs that are not http(s) or carry credentials, and disables and deletes', async () => {
     const api = await t.merchant('Endpoints');
-    const created = await api.post('/webhook-endpoints', { url: 'https://example.com/hooks' });
+    // Loopback only, even for an endpoint nothing is sent to (it has no events).
+    const created = await api.post('/webhook-endpoints', { url: 'http://127.0.0.1:9/hooks' });
     const shown = await api.get(`/webhook-endpoints/${created.body.id}`);
 
     expect(created.status).toBe(201);
@@ -143,7 +145,7 @@ describe('webhook endpoints', () => {
     }
 
     const disabled = await api.put(`/webhook-endpoints/${created.body.id}`, {
-      url: 'https://example.com/hooks',
+      url: 'http://127.0.0.1:9/hooks',
       enabled: false,
     });
     expect(disabled.body.enabled).toBe(false);
@@ -155,6 +157,10 @@ describe('webhook endpoints', () => {
 });
 
 describe('delivery', () => {
+  // Every request the dispatcher made was signed so that svix's own verifier, too,
+  // accepts it (test/support/receiver.ts), not only the code that signs.
+  afterEach(() => expect(receiver.svix.refused).toBe(0));
+
   it('signs as Standard Webhooks, with the event id as webhook-id, and the receiver applies it once', async () => {
     const { api } = await subscribed();
     const account = await api.fundedAccount(1_000);
@@ -174,6 +180,7 @@ describe('delivery', () => {
       [event.id],
     );
     expect(attempts.rows).toEqual([{ status_code: 204, latency_ms: expect.any(Number) }]);
+    expect(receiver.svix.verified).toBeGreaterThanOrEqual(3);
   });
 
   it('tries again after a 5xx, and after an answer lost once the event was applied; the duplicate is ignored', async () => {
@@ -244,9 +251,12 @@ describe('delivery', () => {
     const text = (await request(t.baseUrl).get('/metrics')).text;
     expect(text).toMatch(/^webhook_deliveries_total\{outcome="given_up"\} [1-9]/m);
     expect(text).toMatch(/^webhook_deliveries_total\{outcome="retry"\} [1-9]/m);
+    // svix refused them as the receiver did: signed with a secret it was never given.
+    expect(receiver.svix).toEqual({ verified: 0, refused: 3 });
+    receiver.svix.refused = 0;
   });
 
-  it('redelivers on demand (202), as often as asked; the receiver applies it once', async () => {
+  it('redelivers on demand (202), once a minute per event at most (429 before); the receiver applies it once', async () => {
     const { api } = await subscribed();
     await api.createAccount();
     const event = await latestEvent(api, 'account.created');
@@ -258,13 +268,25 @@ describe('delivery', () => {
 
     expect(first.status).toBe(202);
     expect(first.body).toEqual({ object: 'redelivery', eventId: event.id, deliveries: 1 });
-    expect(again.status).toBe(202);
+    expect(again.status).toBe(429);
+    expect(again.body.type).toBe('/problems/too-many-requests');
+    expect(Number(again.headers['retry-after'])).toBeGreaterThan(50);
     expect(await deliveries(event.id)).toEqual([{ status: 'delivered', attempts: 1 }]);
-    const tries = await t.db.query(
-      'SELECT count(*)::int AS n FROM webhook_attempts WHERE event_id = $1',
+    const tries = async () =>
+      (
+        await t.db.query('SELECT count(*)::int AS n FROM webhook_attempts WHERE event_id = $1', [
+          event.id,
+        ])
+      ).rows[0].n;
+    expect(await tries()).toBe(2);
+    // A minute later (the last redelivery's time moved back), it may be sent again.
+    await t.db.query(
+      `UPDATE webhook_deliveries SET redelivered_at = now() - interval '61 seconds' WHERE event_id = $1`,
       [event.id],
     );
-    expect(tries.rows[0].n).toBe(2);
+    expect((await api.post(`/events/${event.id}/redeliver`)).status).toBe(202);
+    await dispatch();
+    expect(await tries()).toBe(3);
     expect(await inbox(event.id)).toBe(1);
     expect((await api.post('/events/evt_unknown/redeliver')).status).toBe(404);
   });

@@ -210,7 +210,8 @@ export interface paths {
          * Send an event again to every enabled endpoint
          * @description Sets each of the event's deliveries back to pending, due now (an endpoint added
          *     since gets one too). Safe to repeat without a key: it sets a state, and a
-         *     receiver ignores the duplicate by its `webhook-id`, the event's id.
+         *     receiver ignores the duplicate by its `webhook-id`, the event's id. Once a
+         *     minute per event at most: `429` with `Retry-After` before that.
          */
         post: operations["redeliverEvent"];
         delete?: never;
@@ -236,6 +237,11 @@ export interface paths {
          *     `webhook-signature` (`v1,` and the base64 HMAC-SHA256 of `id.timestamp.body`, one
          *     per valid secret, space-separated). At least once: tried again with exponential
          *     back-off and jitter, up to `WEBHOOK_MAX_ATTEMPTS` tries over hours, until a 2xx.
+         *     The URL's host must resolve to public addresses only (no loopback, private,
+         *     link-local, shared or special-purpose address; loopback is allowed outside
+         *     production); it is checked again at every connection, and stored as parsed.
+         *     At most `WEBHOOK_MAX_ENDPOINTS` endpoints per merchant (`409
+         *     webhook-endpoint-limit`).
          */
         post: operations["createWebhookEndpoint"];
         delete?: never;
@@ -279,6 +285,29 @@ export interface paths {
          *     replays the first call's answer, with the same secret, and adds none.
          */
         post: operations["rotateWebhookSecret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhook-endpoints/{id}/recover": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send again what an endpoint missed since a time (its failed deliveries)
+         * @description After an outage of the receiver: the endpoint's deliveries given up (`failed`)
+         *     that were queued since `since`, at most 7 days back and 1,000 per call, are set
+         *     back to pending and sent again. Safe to repeat: what was recovered is not
+         *     failed any more. Enable a disabled endpoint first (PUT), or they wait for it.
+         */
+        post: operations["recoverWebhookEndpoint"];
         delete?: never;
         options?: never;
         head?: never;
@@ -616,7 +645,7 @@ export interface components {
             /** @constant */
             object: "event";
             /** @enum {unknown} */
-            type: "account.created" | "account.updated" | "account.closed" | "deposit.succeeded" | "charge.succeeded" | "charge.failed" | "refund.succeeded" | "top_up.succeeded" | "top_up.declined" | "top_up.failed";
+            type: "account.created" | "account.updated" | "account.closed" | "deposit.succeeded" | "charge.succeeded" | "charge.failed" | "refund.succeeded" | "top_up.succeeded" | "top_up.declined" | "top_up.failed" | "webhook_endpoint.disabled";
             data: {
                 /** @description The object the event is about, as it was then. */
                 object: Record<string, never>;
@@ -656,8 +685,26 @@ export interface components {
             eventId: string;
             deliveries: number;
         };
+        Recovery: {
+            /** @constant */
+            object: "recovery";
+            endpointId: string;
+            since: components["schemas"]["Timestamp"];
+            deliveries: number;
+        };
+        RecoverWebhookEndpoint: {
+            /**
+             * Format: date-time
+             * @description The start of the period, at most 7 days ago (ISO 8601).
+             */
+            since: string;
+        };
         CreateWebhookEndpoint: {
-            /** @description http:// or https://, absolute, without credentials. */
+            /**
+             * @description `http://` or `https://` (in lower case, `https://` in production) and a host
+             *     that resolves to public addresses only; no credentials, no white space or
+             *     backslash. Stored as parsed (`http://2130706433` is `http://127.0.0.1/`).
+             */
             url: string;
             description?: components["schemas"]["Description"];
         };
@@ -673,6 +720,12 @@ export interface components {
             url: string;
             description: string | null;
             enabled: boolean;
+            /**
+             * @description Why the service disabled it: `gone` (it answered 410) or `failing` (no 2xx for
+             *     `WEBHOOK_DISABLE_AFTER_SECONDS`, 5 days); null when the merchant set `enabled`.
+             * @enum {unknown}
+             */
+            disabledReason: "gone" | "failing" | null;
             /** @description The signing secret (whsec_...): only in the answers of create and rotate-secret. */
             secret?: string;
             createdAt: components["schemas"]["Timestamp"];
@@ -772,7 +825,7 @@ export interface components {
         /** @description RFC 9457 problem details. The last path segment of `type` is a stable code. */
         Problem: {
             /** @enum {string} */
-            type: "/problems/validation-failed" | "/problems/malformed-json" | "/problems/idempotency-key-missing" | "/problems/idempotency-key-invalid" | "/problems/unauthorized" | "/problems/insufficient-funds" | "/problems/card-declined" | "/problems/top-up-failed" | "/problems/not-found" | "/problems/idempotency-key-in-use" | "/problems/account-closed" | "/problems/account-not-empty" | "/problems/precondition-failed" | "/problems/payload-too-large" | "/problems/unsupported-media-type" | "/problems/idempotency-key-reused" | "/problems/currency-mismatch" | "/problems/refund-exceeds-charge" | "/problems/balance-limit-exceeded" | "/problems/internal-error" | "/problems/service-unavailable";
+            type: "/problems/validation-failed" | "/problems/malformed-json" | "/problems/idempotency-key-missing" | "/problems/idempotency-key-invalid" | "/problems/unauthorized" | "/problems/insufficient-funds" | "/problems/card-declined" | "/problems/top-up-failed" | "/problems/not-found" | "/problems/idempotency-key-in-use" | "/problems/account-closed" | "/problems/account-not-empty" | "/problems/webhook-endpoint-limit" | "/problems/precondition-failed" | "/problems/payload-too-large" | "/problems/unsupported-media-type" | "/problems/idempotency-key-reused" | "/problems/currency-mismatch" | "/problems/refund-exceeds-charge" | "/problems/balance-limit-exceeded" | "/problems/too-many-requests" | "/problems/internal-error" | "/problems/service-unavailable";
             title: string;
             status: number;
             detail: string;
@@ -861,6 +914,34 @@ export interface components {
                 "Retry-After": components["headers"]["Retry-After"];
                 "Preference-Applied": components["headers"]["Preference-Applied"];
                 "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /**
+         * @description `idempotency-key-in-use`: a request with this key is still running; retry after
+         *     `Retry-After` seconds; not stored. Or `webhook-endpoint-limit`: the merchant has
+         *     `WEBHOOK_MAX_ENDPOINTS` endpoints (16 by default; `limit` says it); delete one
+         *     to add another.
+         */
+        EndpointConflict: {
+            headers: {
+                "Retry-After": components["headers"]["Retry-After"];
+                "Preference-Applied": components["headers"]["Preference-Applied"];
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description `too-many-requests`: asked again too soon; retry after `Retry-After` seconds. */
+        TooManyRequests: {
+            headers: {
+                "Retry-After": components["headers"]["Retry-After"];
                 "X-Request-Id": components["headers"]["X-Request-Id"];
                 [name: string]: unknown;
             };
@@ -1489,6 +1570,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };
@@ -1564,7 +1646,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
-            409: components["responses"]["KeyInUse"];
+            409: components["responses"]["EndpointConflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["Unprocessable"];
@@ -1704,6 +1786,40 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    recoverWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["IdPath"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RecoverWebhookEndpoint"];
+            };
+        };
+        responses: {
+            /** @description How many deliveries go again. */
+            202: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Recovery"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };

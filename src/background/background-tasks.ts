@@ -6,15 +6,22 @@ import {
 } from '@nestjs/common';
 import { MetricsService } from '../metrics/metrics.service.js';
 
+/**
+ * A pass of a loop: does what is due, returns how many things it did. `stopping` is
+ * aborted on shutdown: a long pass stops taking new work, and ends what it holds.
+ */
+export type Pass = (stopping: AbortSignal) => Promise<number>;
+
 /** One background loop: a pass, run every `intervalMs` (0: never on its own). */
 export class PeriodicTask {
   private timer?: NodeJS.Timeout;
   private running?: Promise<void>;
+  private readonly stopping = new AbortController();
 
   constructor(
     readonly name: string,
     private readonly intervalMs: number,
-    private readonly pass: () => Promise<number>,
+    private readonly pass: Pass,
     private readonly logger: Logger,
     private readonly metrics: MetricsService,
   ) {}
@@ -30,7 +37,7 @@ export class PeriodicTask {
    * logged and counted, and the next one tries again; it never throws.
    */
   runPass(): Promise<void> {
-    this.running ??= this.pass()
+    this.running ??= this.pass(this.stopping.signal)
       .then((done) => {
         this.metrics.countBackgroundPass(this.name, 'ok');
         if (done > 0) this.logger.debug({ msg: `${this.name}: pass done`, count: done });
@@ -50,6 +57,7 @@ export class PeriodicTask {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
+    this.stopping.abort();
     await this.running;
   }
 }
@@ -72,7 +80,7 @@ export class BackgroundTasks implements OnApplicationBootstrap, OnModuleDestroy 
    * Registers a loop: `pass` every `intervalMs` (0 turns it off), returning how
    * many things it did, for the log.
    */
-  every(name: string, intervalMs: number, pass: () => Promise<number>): PeriodicTask {
+  every(name: string, intervalMs: number, pass: Pass): PeriodicTask {
     const task = new PeriodicTask(name, intervalMs, pass, this.logger, this.metrics);
     this.tasks.push(task);
     return task;

@@ -17,6 +17,8 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 
 const toInt = ({ value }: { value: unknown }) =>
   typeof value === 'string' && /^-?\d+$/.test(value.trim()) ? Number(value) : value;
+const toBoolean = ({ value }: { value: unknown }) =>
+  value === 'false' ? false : value === 'true' ? true : value;
 
 /**
  * Every setting the service reads, validated once at start-up. Nothing else in
@@ -81,9 +83,7 @@ export class AppConfig {
   IDEMPOTENCY_CACHE_SIZE = 10_000;
 
   /** false: no /metrics route and no collection. */
-  @Transform(({ value }: { value: unknown }) =>
-    value === 'false' ? false : value === 'true' ? true : value,
-  )
+  @Transform(toBoolean)
   @IsBoolean()
   METRICS_ENABLED = true;
 
@@ -132,11 +132,45 @@ export class AppConfig {
   @Min(0)
   WEBHOOK_DISPATCH_INTERVAL_MS = 1_000;
 
-  /** How long an endpoint may take to answer before the try counts as failed. */
+  /**
+   * How long an endpoint may take to answer before the try counts as failed. Short:
+   * a slow endpoint holds a sending slot that long (its merchant has eight).
+   */
   @Transform(toInt)
   @IsInt()
   @Min(100)
-  WEBHOOK_TIMEOUT_MS = 10_000;
+  WEBHOOK_TIMEOUT_MS = 5_000;
+
+  /**
+   * Whether webhooks may go to loopback addresses (localhost): for development and
+   * the reference receiver. Unset: allowed outside production, refused in it. Every
+   * other address inside a network (private, link-local, ...) is always refused.
+   */
+  @IsOptional()
+  @Transform(toBoolean)
+  @IsBoolean()
+  WEBHOOK_ALLOW_LOOPBACK?: boolean;
+
+  /** Whether endpoints must be https://. Unset: required in production, not outside it. */
+  @IsOptional()
+  @Transform(toBoolean)
+  @IsBoolean()
+  WEBHOOK_REQUIRE_HTTPS?: boolean;
+
+  /** Endpoints a merchant may have at once (Stripe allows 16). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  WEBHOOK_MAX_ENDPOINTS = 16;
+
+  /**
+   * An endpoint that has answered no try with a 2xx for this long is disabled, and a
+   * webhook_endpoint.disabled event says so (5 days, as Svix does); 0: never.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  WEBHOOK_DISABLE_AFTER_SECONDS = 5 * 86_400;
 
   /** Tries per delivery before it is given up as failed. */
   @Transform(toInt)
@@ -198,6 +232,18 @@ export interface ConnectionSettings {
    * 1.21, or without max_prepared_statements) passes through safely.
    */
   preparedStatements: 'named' | 'unnamed';
+}
+
+/** Where webhooks may go, from the settings that say it and NODE_ENV (their defaults). */
+export function webhookTargets(config: AppConfig): {
+  allowLoopback: boolean;
+  requireHttps: boolean;
+} {
+  const production = config.NODE_ENV === 'production';
+  return {
+    allowLoopback: config.WEBHOOK_ALLOW_LOOPBACK ?? !production,
+    requireHttps: config.WEBHOOK_REQUIRE_HTTPS ?? production,
+  };
 }
 
 /** How the pool's connections reach PostgreSQL, from the two settings that say it. */

@@ -13,6 +13,7 @@ import { CheaperKeyChecks1765094400000 } from './migrations/1765094400000-cheape
 import { RulesOfOneColumnAsDomains1765180800000 } from './migrations/1765180800000-rules-of-one-column-as-domains.js';
 import { RecoveryPointsUnderTheKey1765267200000 } from './migrations/1765267200000-recovery-points-under-the-key.js';
 import { TableComments1765353600000 } from './migrations/1765353600000-table-comments.js';
+import { WebhookEndpointLifecycle1765440000000 } from './migrations/1765440000000-webhook-endpoint-lifecycle.js';
 
 /** Every migration, in order: the schema's history (docs/schema.sql is where it leads). */
 export const MIGRATIONS = [
@@ -28,6 +29,7 @@ export const MIGRATIONS = [
   RulesOfOneColumnAsDomains1765180800000,
   RecoveryPointsUnderTheKey1765267200000,
   TableComments1765353600000,
+  WebhookEndpointLifecycle1765440000000,
 ];
 
 /**

@@ -6,6 +6,7 @@
  */
 const SQLSTATE = {
   uniqueViolation: '23505',
+  checkViolation: '23514',
   characterNotInRepertoire: '22021',
   lockNotAvailable: '55P03',
   tooManyConnections: '53300',
@@ -57,6 +58,23 @@ export function isLockNotAvailable(error: unknown): boolean {
 /** Text PostgreSQL cannot store in the database's encoding (a NUL, for one). */
 export function isUnstorableCharacter(error: unknown): boolean {
   return errorCode(error) === SQLSTATE.characterNotInRepertoire;
+}
+
+/**
+ * A value the schema's rules refuse (a domain's CHECK, or a table's): the input
+ * checks should have caught it first, but where they did not, it is still the
+ * request's fault (400), never the service's (500). The constraint it names.
+ */
+export function refusedByRule(error: unknown): string | undefined {
+  if (errorCode(error) !== SQLSTATE.checkViolation) return undefined;
+  const driver = ((error as DriverError).driverError as DriverError | undefined) ?? error;
+  const named = (driver as DriverError).constraint;
+  if (typeof named === 'string') return named.replace(/_\d+$/, '');
+  const message = (driver as DriverError).message;
+  return (
+    (typeof message === 'string' ? /constraint "([^"]+)"/.exec(message)?.[1] : undefined) ??
+    'a rule'
+  );
 }
 
 /** Node.js's codes for a connection that could not be made or was cut. */

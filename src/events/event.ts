@@ -9,7 +9,8 @@ export type EventType =
   | 'refund.succeeded'
   | 'top_up.succeeded'
   | 'top_up.declined'
-  | 'top_up.failed';
+  | 'top_up.failed'
+  | 'webhook_endpoint.disabled';
 
 /** An event as stored in `events` (EventsService owns the table). */
 export interface Event {

@@ -6,7 +6,11 @@ import {
   Logger,
 } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
-import { isDatabaseUnavailable, isUnstorableCharacter } from '../database/database-errors.js';
+import {
+  isDatabaseUnavailable,
+  isUnstorableCharacter,
+  refusedByRule,
+} from '../database/database-errors.js';
 import { PROBLEM_CONTENT_TYPE, problemBody, ProblemError } from '../problems/problem.js';
 import type { ApiRequest } from './api-request.js';
 import { pathOf } from './request-context.js';
@@ -40,6 +44,15 @@ export class ProblemFilter implements ExceptionFilter {
         route: `${req.method} ${pathOf(req)}`,
         error: exception instanceof Error ? exception.stack : String(exception),
       });
+    } else if (refusedByRule(exception)) {
+      // The input checks let through what the schema refuses: the client's fault, but
+      // a check is missing.
+      this.logger.warn({
+        msg: 'a value reached the database that its rules refuse',
+        requestId: req.requestId,
+        route: `${req.method} ${pathOf(req)}`,
+        error: String(exception),
+      });
     } else if (problem.code === 'service-unavailable') {
       this.logger.warn({
         msg: 'database unavailable',
@@ -70,6 +83,14 @@ export function toProblem(exception: unknown): ProblemError {
       {
         errors: [{ field: 'request', message: 'contains characters that cannot be stored' }],
       },
+    );
+  }
+  const rule = refusedByRule(exception);
+  if (rule) {
+    return new ProblemError(
+      'validation-failed',
+      `A value of the request is outside what the service stores (${rule}).`,
+      { errors: [{ field: 'request', message: `refused by ${rule}` }] },
     );
   }
   if (isDatabaseUnavailable(exception)) {

@@ -15,6 +15,7 @@ export const PROBLEMS = {
   'idempotency-key-in-use': { status: 409, title: 'Idempotency-Key in use' },
   'account-closed': { status: 409, title: 'Account closed' },
   'account-not-empty': { status: 409, title: 'Account not empty' },
+  'webhook-endpoint-limit': { status: 409, title: 'Webhook endpoint limit reached' },
   'precondition-failed': { status: 412, title: 'Precondition failed' },
   'payload-too-large': { status: 413, title: 'Payload too large' },
   'unsupported-media-type': { status: 415, title: 'Unsupported media type' },
@@ -22,6 +23,7 @@ export const PROBLEMS = {
   'currency-mismatch': { status: 422, title: 'Currency mismatch' },
   'refund-exceeds-charge': { status: 422, title: 'Refund exceeds charge' },
   'balance-limit-exceeded': { status: 422, title: 'Balance limit exceeded' },
+  'too-many-requests': { status: 429, title: 'Too many requests' },
   'internal-error': { status: 500, title: 'Internal error' },
   'service-unavailable': { status: 503, title: 'Service unavailable' },
 } as const;

@@ -3,6 +3,7 @@ import type { List } from '../common/list.js';
 import { TransactionHost } from '../database/transaction-host.js';
 import type { EventType } from '../events/event.js';
 import { EventSubscriber } from '../events/event-subscriber.js';
+import { ProblemError } from '../problems/problem.js';
 import type { SigningSecret } from './webhook-endpoints.service.js';
 
 /** An event's delivery to one endpoint, with its latest tries (newest first). */
@@ -24,6 +25,11 @@ export interface DeliveryView {
     error: string | null;
   }>;
 }
+
+/** A redelivery of one event at most this often (429 between): three calls are not three sends each. */
+export const REDELIVER_INTERVAL_SECONDS = 60;
+/** Deliveries one recover call sends again at the most; a larger backlog takes several calls. */
+export const RECOVER_LIMIT = 1_000;
 
 /** Tries shown per delivery: redeliveries add to them, the retention ends them. */
 export const ATTEMPTS_SHOWN = 50;
@@ -51,6 +57,20 @@ export interface Attempt {
   status: number | null;
   error: string | null;
   latencyMs: number;
+  /** The endpoint's Retry-After (429, 503), in seconds: the next try waits at least that. */
+  retryAfterSeconds: number | null;
+}
+
+/** Sends in flight now, by merchant and by endpoint (`merchant endpoint`), which a lease respects. */
+export interface InFlight {
+  merchants: Map<string, number>;
+  endpoints: Map<string, number>;
+}
+
+/** How many sends may be in flight at once for one merchant, and for one endpoint. */
+export interface SendCaps {
+  perMerchant: number;
+  perEndpoint: number;
 }
 
 /** When to try again: `retrySeconds · 2^tries` (capped), times 0.5 to 1.5. */
@@ -89,26 +109,58 @@ export class WebhookDeliveries implements EventSubscriber {
   constructor(private readonly tx: TransactionHost) {}
 
   /**
-   * Leases up to `batch` deliveries that are due, to enabled endpoints, for
+   * Leases up to `limit` deliveries that are due, to enabled endpoints, for
    * `leaseSeconds`: a lease that another instance's pass respects until it runs out
-   * (then the delivery is sent again: at least once). Two passes that pick the same
-   * deliveries at once do not both lease them: the second's UPDATE waits for the
-   * first's, checks the lease again on each row, and leaves it. (Not FOR UPDATE
-   * SKIP LOCKED, which Citus refuses in a query across merchants.)
+   * (then the delivery is sent again: at least once). Those in `skip` (`merchant
+   * event endpoint`: tried already in this pass) wait for the next. Fair: no merchant gets more
+   * than `caps.perMerchant` sends in flight, nor an endpoint `caps.perEndpoint`,
+   * counting those `inFlight` already, so that one merchant's slow or dead endpoints
+   * hold a few sending slots and never all of them. Oldest due first, within that.
+   * Two passes that pick the same deliveries at once do not both lease them: the
+   * second's UPDATE waits for the first's, checks the lease again on each row, and
+   * leaves it. (Not FOR UPDATE SKIP LOCKED, which Citus refuses in a query across
+   * merchants.)
    */
-  leaseDue(batch: number, leaseSeconds: number): Promise<DueDelivery[]> {
+  leaseDue(
+    limit: number,
+    leaseSeconds: number,
+    inFlight: InFlight,
+    caps: SendCaps,
+    skip: string[] = [],
+  ): Promise<DueDelivery[]> {
+    const endpoints = [...inFlight.endpoints.entries()];
     return this.tx.query<DueDelivery>(
-      `WITH due AS (
-         SELECT d.merchant_id, d.event_id, d.endpoint_id
-           FROM webhook_deliveries d
-           JOIN webhook_endpoints w ON w.merchant_id = d.merchant_id AND w.id = d.endpoint_id
-          WHERE d.status = 'pending' AND d.next_attempt_at <= now()
-            AND (d.locked_until IS NULL OR d.locked_until < now())
-            AND w.enabled AND w.deleted_at IS NULL
-          ORDER BY d.next_attempt_at
+      `WITH busy_merchant AS (
+         SELECT * FROM unnest($3::text[], $4::int[]) AS b(merchant_id, n)),
+       busy_endpoint AS (
+         SELECT * FROM unnest($5::text[], $6::int[]) AS b(endpoint_key, n)),
+       -- The first few due of each enabled endpoint, each from its own range of
+       -- webhook_deliveries_due_by_endpoint: as many as the endpoint may take, so
+       -- that a backlog behind one endpoint costs nothing here.
+       candidate AS (
+         SELECT d.merchant_id, d.event_id, d.endpoint_id, d.next_attempt_at,
+                row_number() OVER (PARTITION BY d.merchant_id ORDER BY d.next_attempt_at) AS nth_of_merchant
+           FROM webhook_endpoints w
+           LEFT JOIN busy_endpoint be ON be.endpoint_key = w.merchant_id || ' ' || w.id
+           CROSS JOIN LATERAL (
+             SELECT d.merchant_id, d.event_id, d.endpoint_id, d.next_attempt_at
+               FROM webhook_deliveries d
+              WHERE d.merchant_id = w.merchant_id AND d.endpoint_id = w.id
+                AND d.status = 'pending' AND d.next_attempt_at <= now()
+                AND (d.locked_until IS NULL OR d.locked_until < now())
+                AND NOT (d.merchant_id || ' ' || d.event_id || ' ' || d.endpoint_id = ANY ($9::text[]))
+              ORDER BY d.next_attempt_at
+              LIMIT greatest($8 - coalesce(be.n, 0), 0)) d
+          WHERE w.enabled AND w.deleted_at IS NULL),
+       due AS (
+         SELECT c.merchant_id, c.event_id, c.endpoint_id
+           FROM candidate c
+           LEFT JOIN busy_merchant bm ON bm.merchant_id = c.merchant_id
+          WHERE c.nth_of_merchant + coalesce(bm.n, 0) <= $7
+          ORDER BY c.next_attempt_at
           LIMIT $1)
        UPDATE webhook_deliveries d
-          -- to the millisecond: the lease is handed back as it is, to compare (see recordAttempt)
+          -- to the millisecond: the lease is handed back as it is, to compare (see recordAttempts)
           SET locked_until = date_trunc('milliseconds', now() + make_interval(secs => $2))
          FROM due, events e, webhook_endpoints w
         WHERE d.merchant_id = due.merchant_id AND d.event_id = due.event_id
@@ -119,7 +171,17 @@ export class WebhookDeliveries implements EventSubscriber {
        RETURNING d.merchant_id AS "merchantId", d.event_id AS "eventId",
                  d.endpoint_id AS "endpointId", d.attempts, d.locked_until AS lease,
                  e.type, e.data, e.created_at AS "createdAt", w.url, w.secrets`,
-      [batch, leaseSeconds],
+      [
+        limit,
+        leaseSeconds,
+        [...inFlight.merchants.keys()],
+        [...inFlight.merchants.values()],
+        endpoints.map(([key]) => key),
+        endpoints.map(([, n]) => n),
+        caps.perMerchant,
+        caps.perEndpoint,
+        skip,
+      ],
     );
   }
 
@@ -174,7 +236,7 @@ export class WebhookDeliveries implements EventSubscriber {
           (t) => t.attempt.error ?? (t.attempt.delivered ? null : `answered ${t.attempt.status}`),
         ),
         policy.maxAttempts,
-        column((t) => nextTry(t.delivery.attempts, policy)),
+        column((t) => nextTry(t.delivery.attempts, policy, t.attempt.retryAfterSeconds)),
       ],
     );
     const byPosition = new Map(rows.map((row) => [row.n, row.status]));
@@ -244,20 +306,58 @@ export class WebhookDeliveries implements EventSubscriber {
    * Sends the event again, to every enabled endpoint: each delivery is set back to
    * pending, due now, its tries counted afresh (an endpoint added since gets one).
    * Setting a state, so safe to repeat: a receiver that got it already ignores the
-   * duplicate by its webhook-id, the event's id. Returns how many deliveries.
-   * "Due now" is the new row's default (EXCLUDED), not now() in the SET: Citus
-   * takes no function that is not IMMUTABLE there.
+   * duplicate by its webhook-id, the event's id. Returns how many deliveries. At
+   * most once per REDELIVER_INTERVAL_SECONDS for one event: a 429 with Retry-After
+   * before that. "Due now" is the new row's default (EXCLUDED), not now() in the
+   * SET: Citus takes no function that is not IMMUTABLE there.
    */
   async redeliver(merchantId: string, id: string): Promise<number> {
+    const [recent] = await this.tx.query<{ wait: number | null }>(
+      `SELECT ceil(extract(epoch FROM max(redelivered_at) + make_interval(secs => $3) - now()))::int AS wait
+         FROM webhook_deliveries WHERE merchant_id = $1 AND event_id = $2`,
+      [merchantId, id, REDELIVER_INTERVAL_SECONDS],
+    );
+    if (recent?.wait && recent.wait > 0) {
+      throw new ProblemError(
+        'too-many-requests',
+        `Event ${id} was sent again less than ${REDELIVER_INTERVAL_SECONDS} s ago; its deliveries are under way.`,
+        {},
+        { 'Retry-After': String(recent.wait) },
+      );
+    }
     const rows = await this.tx.query(
-      `INSERT INTO webhook_deliveries (merchant_id, event_id, endpoint_id)
-       SELECT $1, $2, endpoint.id FROM webhook_endpoints endpoint
+      `INSERT INTO webhook_deliveries (merchant_id, event_id, endpoint_id, redelivered_at)
+       SELECT $1, $2, endpoint.id, $3 FROM webhook_endpoints endpoint
         WHERE endpoint.merchant_id = $1 AND endpoint.enabled AND endpoint.deleted_at IS NULL
        ON CONFLICT (merchant_id, event_id, endpoint_id) DO UPDATE
          SET status = 'pending', attempts = 0, next_attempt_at = EXCLUDED.next_attempt_at,
-             locked_until = NULL, delivered_at = NULL
+             locked_until = NULL, delivered_at = NULL, redelivered_at = EXCLUDED.redelivered_at
        RETURNING 1`,
-      [merchantId, id],
+      [merchantId, id, new Date()],
+    );
+    return rows.length;
+  }
+
+  /**
+   * Sends again what an endpoint missed: its failed deliveries (given up) queued
+   * since `since`, at most RECOVER_LIMIT of them, oldest first, set back to pending
+   * and due now. Safe to repeat: what was recovered is pending or delivered, not
+   * failed, and is not taken twice. Returns how many.
+   */
+  async recover(merchantId: string, endpointId: string, since: Date): Promise<number> {
+    const rows = await this.tx.query(
+      `UPDATE webhook_deliveries
+          SET status = 'pending', attempts = 0, next_attempt_at = $4, locked_until = NULL,
+              redelivered_at = $4
+        WHERE (merchant_id, event_id, endpoint_id) IN (
+              SELECT merchant_id, event_id, endpoint_id FROM webhook_deliveries
+               WHERE merchant_id = $1 AND endpoint_id = $2 AND status = 'failed'
+                 AND created_at >= $3
+               ORDER BY created_at
+               LIMIT $5)
+          AND status = 'failed'
+       RETURNING 1`,
+      [merchantId, endpointId, since, new Date(), RECOVER_LIMIT],
     );
     return rows.length;
   }
@@ -270,11 +370,16 @@ function toIso(value: Date | null): string | null {
 /**
  * When a delivery that has had `attempts` tries is tried next: retrySeconds,
  * doubling with each try, capped at maxRetrySeconds, times a jitter of 0.5-1.5 so
- * that endpoints back from an outage are not all retried in the same second.
- * Worked out here, not in the UPDATE: Citus refuses `now() + <a function of a
- * column>` in a distributed write.
+ * that endpoints back from an outage are not all retried in the same second; and
+ * never before the endpoint's own Retry-After, up to the same cap. Worked out
+ * here, not in the UPDATE: Citus refuses `now() + <a function of a column>` in a
+ * distributed write.
  */
-function nextTry(attempts: number, policy: RetryPolicy): Date {
-  const seconds = Math.min(policy.retrySeconds * 2 ** attempts, policy.maxRetrySeconds);
-  return new Date(Date.now() + seconds * (0.5 + Math.random()) * 1000);
+function nextTry(attempts: number, policy: RetryPolicy, retryAfter: number | null): Date {
+  const backoff = Math.min(policy.retrySeconds * 2 ** attempts, policy.maxRetrySeconds);
+  const seconds = Math.max(
+    backoff * (0.5 + Math.random()),
+    Math.min(retryAfter ?? 0, policy.maxRetrySeconds),
+  );
+  return new Date(Date.now() + seconds * 1000);
 }

@@ -2,7 +2,11 @@ import { Body, Controller, Delete, Get, HttpCode, Param, Post, Put, Query } from
 import { ListWebhookEndpointsQuery } from './dto/list-webhook-endpoints.query.js';
 import { Idempotent } from '../idempotency/idempotent.decorator.js';
 import { MerchantId } from '../merchants/current-merchant.decorator.js';
-import { CreateWebhookEndpointDto, ReplaceWebhookEndpointDto } from './dto/webhook-endpoint.dto.js';
+import {
+  CreateWebhookEndpointDto,
+  RecoverWebhookEndpointDto,
+  ReplaceWebhookEndpointDto,
+} from './dto/webhook-endpoint.dto.js';
 import { type WebhookEndpointView, WebhookEndpointsService } from './webhook-endpoints.service.js';
 
 @Controller('webhook-endpoints')
@@ -57,5 +61,21 @@ export class WebhookEndpointsController {
     @Param('id') id: string,
   ): Promise<WebhookEndpointView> {
     return this.endpoints.rotateSecret(merchantId, id);
+  }
+
+  /**
+   * Sends again what the endpoint missed since `since` (its deliveries given up), as
+   * after an outage: at most 7 days back, 1,000 per call. Safe to repeat.
+   */
+  @Post(':id/recover')
+  @HttpCode(202)
+  async recover(
+    @MerchantId() merchantId: string,
+    @Param('id') id: string,
+    @Body() dto: RecoverWebhookEndpointDto,
+  ) {
+    const since = new Date(dto.since);
+    const deliveries = await this.endpoints.recover(merchantId, id, since);
+    return { object: 'recovery', endpointId: id, since: since.toISOString(), deliveries };
   }
 }

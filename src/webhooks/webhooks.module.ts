@@ -5,6 +5,7 @@ import { WebhookDeliveriesController } from './webhook-deliveries.controller.js'
 import { WebhookDispatcher } from './webhook-dispatcher.js';
 import { WebhookEndpointsController } from './webhook-endpoints.controller.js';
 import { WebhookEndpointsService } from './webhook-endpoints.service.js';
+import { WebhookTargets } from './webhook-targets.js';
 
 /**
  * Webhooks: the merchants' endpoints, the deliveries of each event to them and
@@ -19,6 +20,7 @@ import { WebhookEndpointsService } from './webhook-endpoints.service.js';
     WebhookEndpointsService,
     WebhookDeliveries,
     WebhookDispatcher,
+    WebhookTargets,
     { provide: EventSubscriber, useExisting: WebhookDeliveries },
   ],
   exports: [EventSubscriber, WebhookDispatcher],

@@ -223,10 +223,11 @@ describe('a receiver that misbehaves, under load', () => {
     receiver.faults.slowMs = 1_200;
     await until(async () => (await attemptsWith(subscribed.endpointId, 'no answer in time')) >= 3);
     receiver.faults.slowMs = 0;
-    const cutBefore = await attemptsWith(subscribed.endpointId, 'fetch failed');
+    const cutBefore = await attemptsWith(subscribed.endpointId, 'connection refused');
     await proxy.stop();
     await until(
-      async () => (await attemptsWith(subscribed.endpointId, 'fetch failed')) >= cutBefore + 3,
+      async () =>
+        (await attemptsWith(subscribed.endpointId, 'connection refused')) >= cutBefore + 3,
     );
     await proxy.listen();
     const { results, stats } = await load;
@@ -245,7 +246,7 @@ describe('a receiver that misbehaves, under load', () => {
       events,
       attempts,
       timeouts: await attemptsWith(subscribed.endpointId, 'no answer in time'),
-      cutOrRefused: await attemptsWith(subscribed.endpointId, 'fetch failed'),
+      cutOrRefused: await attemptsWith(subscribed.endpointId, 'connection refused'),
       answered5xx: await attemptsWith(subscribed.endpointId, 'answered 503'),
       duplicatesIgnored,
       secondsToDeliverAllAfterLastAnswer: (Date.now() - answered) / 1_000,

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type pg from 'pg';
+import { Webhook as SvixWebhook } from 'svix';
 import {
   buildReceiver,
   migrateReceiver,
@@ -18,6 +19,13 @@ export interface TestReceiver {
   /** What it does wrong, changed at will. */
   faults: ReceiverFaults;
   db: pg.Pool;
+  /**
+   * Every request received, checked with the `svix` package's own verifier too
+   * (svix 1.82, the last with a verifier of its own: later ones wrap the
+   * standardwebhooks package, which is what signs here): how many it found
+   * signed by one of `secrets`, and how many not.
+   */
+  svix: { verified: number; refused: number };
   close(): Promise<void>;
 }
 
@@ -29,10 +37,27 @@ export async function startTestReceiver(
   const db = testPool(database.url, 10);
   const secrets: string[] = [];
   const faults: ReceiverFaults = {};
+  const svix = { verified: 0, refused: 0 };
   let app: FastifyInstance;
   try {
     await migrateReceiver(db);
     app = await buildReceiver({ db, secrets: () => secrets, faults, ...options });
+    app.addHook('preHandler', (req, _reply, done) => {
+      const verified = secrets.some((secret) => {
+        try {
+          new SvixWebhook(secret).verify(req.body as string, {
+            'webhook-id': String(req.headers['webhook-id'] ?? ''),
+            'webhook-timestamp': String(req.headers['webhook-timestamp'] ?? ''),
+            'webhook-signature': String(req.headers['webhook-signature'] ?? ''),
+          });
+          return true;
+        } catch {
+          return false;
+        }
+      });
+      svix[verified ? 'verified' : 'refused'] += 1;
+      done();
+    });
     await app.listen({ port: 0, host: '127.0.0.1' });
   } catch (error) {
     await db.end();
@@ -47,6 +72,7 @@ export async function startTestReceiver(
     secrets,
     faults,
     db,
+    svix,
     async close() {
       await app.close();
       await db.end();
