@@ -14,7 +14,9 @@ import { Webhook } from 'standardwebhooks';
  *    delivery system delivers some twice) finds its id there and changes nothing:
  *    the idempotent consumer, the twin of the API's own key table.
  * 3. Answer 2xx only once the effect is committed, so that the sender tries again
- *    otherwise.
+ *    otherwise. Two other answers the sender reads: 429 or 503 with Retry-After
+ *    (seconds) asks it to wait at least that long before the next try, and 410 Gone
+ *    unsubscribes, disabling the endpoint (docs/webhooks.md#webhook-security).
  *
  * Events are not promised in order; this receiver's effect (running totals per
  * account) does not depend on it. One that does keeps the newest state it has seen
