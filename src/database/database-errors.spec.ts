@@ -72,11 +72,16 @@ describe('database errors', () => {
       '57P01',
       '57P03',
       '53300',
-      'ECONNREFUSED',
-      'ECONNRESET',
     ]) {
       expect(isDatabaseUnavailable(pgError(code))).toBe(true);
     }
+    // A socket to the database that could not connect, or broke.
+    expect(isDatabaseUnavailable(pgError('ECONNREFUSED', { syscall: 'connect' }))).toBe(true);
+    expect(isDatabaseUnavailable(pgError('ECONNRESET', { syscall: 'read' }))).toBe(true);
+    // The request's own socket: a client that hung up mid-upload (Fastify's error).
+    const aborted = Object.assign(new Error('aborted'), { code: 'ECONNRESET', statusCode: 400 });
+    expect(isDatabaseUnavailable(aborted)).toBe(false);
+    expect(isDatabaseUnavailable(pgError('ECONNRESET'))).toBe(false);
     expect(isDatabaseUnavailable(wrapped(pgError('57P01')))).toBe(true);
     expect(isDatabaseUnavailable(new Error('Connection terminated unexpectedly'))).toBe(true);
     expect(isDatabaseUnavailable(new Error('timeout exceeded when trying to connect'))).toBe(true);

@@ -89,16 +89,23 @@ const NETWORK_CODES = new Set([
 
 /**
  * The database is down, restarting, full or unreachable: not the request's fault,
- * and nothing was done (503, retry later).
+ * and nothing was done (503, retry later). Only the database's own errors: a
+ * SQLSTATE of class 08 or 57P01-03, or 53300; a socket error of a connection to it
+ * (a Node.js network code on a system call: connect, read, write, getaddrinfo); or
+ * node-postgres's own words. Not the request's socket: a client that hangs up
+ * mid-upload also ends in ECONNRESET, which Fastify marks as the client's (a 4xx
+ * statusCode, and no system call).
  */
 export function isDatabaseUnavailable(error: unknown): boolean {
   if (!error || typeof error !== 'object') return false;
-  const e = error as DriverError;
+  const e = error as DriverError & { syscall?: unknown; statusCode?: unknown };
   if (e.driverError && isDatabaseUnavailable(e.driverError)) return true;
+  if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) return false;
   const code = typeof e.code === 'string' ? e.code : '';
   // Class 08: connection exception; 57P01-03: shutting down or starting up.
   if (code.startsWith('08') || /^57P0[123]$/.test(code)) return true;
-  if (code === SQLSTATE.tooManyConnections || NETWORK_CODES.has(code)) return true;
+  if (code === SQLSTATE.tooManyConnections) return true;
+  if (NETWORK_CODES.has(code)) return typeof e.syscall === 'string';
   // node-postgres's own errors carry no code, only a message.
   const message = typeof e.message === 'string' ? e.message : '';
   return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection refused/i.test(
