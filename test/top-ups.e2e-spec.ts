@@ -353,6 +353,33 @@ describe('reconciliation (npm run audit)', () => {
     }
   });
 
+  it('names a card charge refunded in part at the processor: kept there is less than credited here', async () => {
+    const account = await t.api.fundedAccount(0);
+    const done = await topUp(account, 'tok_visa', randomUUID());
+    const payment = done.body.processorPaymentId as string;
+    // Someone refunds 40 of it through the processor's own API, not through ours.
+    const refund = await fetch(`${processor.url}/payments/${payment}/refunds`, {
+      method: 'POST',
+      headers: {
+        Authorization: `Bearer ${PROCESSOR_API_KEY}`,
+        'Content-Type': 'application/json',
+        'Idempotency-Key': `partial-${payment}`,
+      },
+      body: JSON.stringify({ amount: 40 }),
+    });
+    expect(refund.status).toBe(201);
+    try {
+      const violations = await reconciled();
+      expect(violations).toEqual([
+        expect.objectContaining({ rule: RECONCILIATION_RULES.keptOnlyIfCredited, id: payment }),
+      ]);
+      expect(violations[0].detail).toContain(`${done.body.amount - 40} kept (40 refunded) there`);
+    } finally {
+      await processor.db.query('DELETE FROM refunds WHERE payment_id = $1', [payment]);
+      await processor.db.query('UPDATE payments SET amount_refunded = 0 WHERE id = $1', [payment]);
+    }
+  });
+
   it('npm run audit reconciles with the processor of PROCESSOR_URL', async () => {
     const { stdout } = await promisify(execFile)(process.execPath, ['dist/audit/audit.cli.js'], {
       cwd: projectRoot,

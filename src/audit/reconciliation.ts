@@ -22,15 +22,15 @@ interface LocalTopUp {
 
 export const RECONCILIATION_RULES = {
   knownHere: 'every processor payment is one top-up here, of the same amount',
-  keptOnlyIfCredited: 'a card charge is kept only if its top-up was credited here',
+  keptOnlyIfCredited: 'what the processor kept of a card charge is what was credited here',
   knownThere: 'every finished top-up is one payment at the processor, as recorded here',
 } as const;
 
 /**
  * Reconciliation: our books against the processor's, which only its API shows.
  * Every payment the processor made for us must be exactly one top-up here (its key
- * is the top-up's id), of the same amount and currency; money it kept must have been
- * credited here, and money credited here must have been kept there; every finished
+ * is the top-up's id), of the same amount and currency; what it kept of the charge
+ * (its amount less its refunds) must be what was credited here, to the cent; every finished
  * top-up must name the payment the processor has. Top-ups still pending are in
  * flight and not judged.
  */
@@ -63,12 +63,15 @@ export async function reconcile(
         `${p.amount} ${p.currency} there, ${topUp.amount} ${topUp.currency} here`,
       );
     } else if (topUp.status !== 'pending') {
-      const kept = p.status === 'succeeded' && p.amountRefunded < p.amount;
-      if (kept !== (topUp.status === 'succeeded')) {
+      // What the processor kept of the card charge (less what it refunded, in whole
+      // or in part), against what was credited here.
+      const kept = p.status === 'succeeded' ? p.amount - p.amountRefunded : 0;
+      const credited = topUp.status === 'succeeded' ? topUp.amount : 0;
+      if (kept !== credited) {
         flag(
           RECONCILIATION_RULES.keptOnlyIfCredited,
           p.id,
-          `${p.status}, ${p.amountRefunded} refunded there; ${topUp.status} here`,
+          `${p.status}, ${kept} kept (${p.amountRefunded} refunded) there; ${topUp.status}, ${credited} credited here`,
         );
       }
     }
