@@ -11,6 +11,8 @@ RUN npm run build && npm prune --omit=dev
 
 # Run: compiled code and production dependencies, as the unprivileged "node" user.
 FROM node:24-bookworm-slim
+# In production the API needs SECRETS_KEY (openssl rand -base64 32), and serves
+# /metrics only with METRICS_TOKEN.
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=3000
@@ -18,6 +20,9 @@ WORKDIR /app
 COPY --from=build --chown=node:node /app/node_modules ./node_modules
 COPY --from=build --chown=node:node /app/dist ./dist
 COPY --chown=node:node package.json openapi.yaml ./
+# DATA_DIR, the node user's: outside production the key that seals secrets at rest
+# is generated there (docker-compose.yml keeps it in a volume).
+RUN mkdir -p /app/.data && chown node:node /app/.data
 USER node
 EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \

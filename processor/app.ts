@@ -8,19 +8,23 @@ import type pg from 'pg';
  * caller gets the same answer, and moves money once), and keeps its records in a
  * database of its own. It knows nothing of the payments API that calls it.
  *
- * Test cards decide what happens, as with real providers:
- *   tok_visa (or any other)      succeeds
+ * Only callers with one of its API keys are served (401 otherwise). Test cards
+ * decide what happens, as with real providers:
+ *   tok_visa, tok_mastercard     succeeds
  *   tok_declined                 declined, card_declined
  *   tok_insufficient_funds       declined, insufficient_funds
  *   tok_slow                     succeeds after `slowMs`
  *   tok_error                    answers 500 every time, charges nothing
  *   tok_timeout_after_charge     charges, then holds the first answer for `holdMs`
  *   tok_drop_after_charge        charges, then cuts the connection (first answer only)
+ *   any other tok_...            declined, unknown_card (a token it never issued)
  * With `faultRate` > 0, that share of new payments also meets one of the last three,
  * at random: the chaos tests' processor.
  */
 export interface ProcessorOptions {
   db: pg.Pool;
+  /** The secret keys of its callers (default: the API's test key, TEST_API_KEY). */
+  apiKeys?: string[];
   faultRate?: number;
   rng?: () => number;
   slowMs?: number;
@@ -43,6 +47,21 @@ interface PaymentRow {
   created_at: Date;
 }
 
+/** The key the payments API uses outside production (its PROCESSOR_API_KEY default). */
+export const TEST_API_KEY = 'sk_processor_test_payments_api';
+
+/** The test cards it knows; any other token is declined, as an unknown card is. */
+const KNOWN_CARDS = new Set([
+  'tok_visa',
+  'tok_mastercard',
+  'tok_declined',
+  'tok_insufficient_funds',
+  'tok_slow',
+  'tok_error',
+  'tok_timeout_after_charge',
+  'tok_drop_after_charge',
+]);
+
 /** The Server header of every response of the processor. */
 export const PROCESSOR_SERVER = 'card-processor';
 const KEY = /^[\x21-\x7e]{1,255}$/;
@@ -51,6 +70,7 @@ const MAX_AMOUNT = 1_000_000_000_000;
 
 export async function buildProcessor(options: ProcessorOptions): Promise<FastifyInstance> {
   const { db, faultRate = 0, rng = Math.random, slowMs = 1_500, holdMs = 10_000 } = options;
+  const callers = new Set((options.apiKeys ?? [TEST_API_KEY]).map((key) => sha256(key)));
   const app = Fastify({ logger: false });
   // Who answered: the payments API's tests check every local response against the
   // API's contract, and this one is not the API.
@@ -69,7 +89,7 @@ export async function buildProcessor(options: ProcessorOptions): Promise<Fastify
   app.get('/health', () => Promise.resolve({ status: 'ok' }));
 
   app.post('/payments', async (req, reply) => {
-    const caller = callerOf(req);
+    const caller = callerOf(req, callers);
     const key = keyOf(req);
     const body = (req.body ?? {}) as Record<string, unknown>;
     const { amount, currency, card } = body;
@@ -86,8 +106,9 @@ export async function buildProcessor(options: ProcessorOptions): Promise<Fastify
     const fault = faultOf(card);
     if (fault === 'error') throw new ProcessorError(500, 'processor_error', 'try again later');
     if (card === 'tok_slow') await sleep(slowMs);
-    const declineCode =
-      card === 'tok_declined'
+    const declineCode = !KNOWN_CARDS.has(card)
+      ? 'unknown_card'
+      : card === 'tok_declined'
         ? 'card_declined'
         : card === 'tok_insufficient_funds'
           ? 'insufficient_funds'
@@ -121,7 +142,7 @@ export async function buildProcessor(options: ProcessorOptions): Promise<Fastify
   });
 
   app.get('/payments', async (req) => {
-    const caller = callerOf(req);
+    const caller = callerOf(req, callers);
     const query = req.query as { limit?: string; startingAfter?: string };
     const limit = Math.min(Math.max(Number(query.limit ?? 100) || 100, 1), 1_000);
     const { rows } = await db.query<PaymentRow>(
@@ -134,14 +155,14 @@ export async function buildProcessor(options: ProcessorOptions): Promise<Fastify
   app.get('/payments/:id', async (req) => {
     const { rows } = await db.query<PaymentRow>(
       'SELECT * FROM payments WHERE caller = $1 AND id = $2',
-      [callerOf(req), (req.params as { id: string }).id],
+      [callerOf(req, callers), (req.params as { id: string }).id],
     );
     if (!rows[0]) throw new ProcessorError(404, 'not_found', 'no such payment');
     return payment(rows[0]);
   });
 
   app.post('/payments/:id/refunds', async (req, reply) => {
-    const caller = callerOf(req);
+    const caller = callerOf(req, callers);
     const key = keyOf(req);
     const paymentId = (req.params as { id: string }).id;
     const { amount } = (req.body ?? {}) as { amount?: unknown };
@@ -216,11 +237,16 @@ class ProcessorError extends Error {
   }
 }
 
-/** The caller, from its secret key: idempotency keys and payments are scoped to it. */
-function callerOf(req: FastifyRequest): string {
+/**
+ * The caller, from its secret key, one of `callers` (their SHA-256): idempotency
+ * keys and payments are scoped to it.
+ */
+function callerOf(req: FastifyRequest, callers: Set<string>): string {
   const token = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')?.[1];
   if (!token) throw new ProcessorError(401, 'unauthorized', 'send Authorization: Bearer <key>');
-  return sha256(token).slice(0, 32);
+  const hashed = sha256(token);
+  if (!callers.has(hashed)) throw new ProcessorError(401, 'unauthorized', 'unknown API key');
+  return hashed.slice(0, 32);
 }
 
 function keyOf(req: FastifyRequest): string {

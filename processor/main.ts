@@ -3,9 +3,11 @@
 //   PORT, HOST            where it listens (4000, 127.0.0.1)
 //   PROCESSOR_FAULT_RATE  share of new payments that meet a random fault (0)
 //   PROCESSOR_SLOW_MS, PROCESSOR_HOLD_MS  how slow tok_slow is, how long a timed-out answer is held
+//   PROCESSOR_API_KEYS    its callers' secret keys, comma-separated: required in production
+//                         (NODE_ENV=production); outside it, unset, the API's test key
 // npm start runs it as a child process of the API when PROCESSOR_URL is unset.
 import pg from 'pg';
-import { buildProcessor } from './app.js';
+import { buildProcessor, TEST_API_KEY } from './app.js';
 import { migrate } from './schema.js';
 
 const env = process.env;
@@ -17,11 +19,16 @@ const number = (name: string, fallback: number) => {
 
 async function main(): Promise<void> {
   if (!env.DATABASE_URL) throw new Error('DATABASE_URL (the processor database) is required');
+  const apiKeys = (env.PROCESSOR_API_KEYS ?? '').split(',').filter(Boolean);
+  if (apiKeys.length === 0 && env.NODE_ENV === 'production') {
+    throw new Error("PROCESSOR_API_KEYS (its callers' keys) is required in production");
+  }
   const db = new pg.Pool({ connectionString: env.DATABASE_URL, max: 10 });
   db.on('error', () => undefined);
   await migrate(db);
   const app = await buildProcessor({
     db,
+    apiKeys: apiKeys.length > 0 ? apiKeys : [TEST_API_KEY],
     faultRate: number('PROCESSOR_FAULT_RATE', 0),
     slowMs: number('PROCESSOR_SLOW_MS', 1_500),
     holdMs: number('PROCESSOR_HOLD_MS', 10_000),

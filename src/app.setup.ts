@@ -1,17 +1,30 @@
 import type { DynamicModule, LoggerService } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type {
+  FastifyError,
+  FastifyReply,
+  FastifyRequest,
+  RawServerBase,
+  RouteGenericInterface,
+} from 'fastify';
 import type { ApiRequest } from './http/api-request.js';
 import { installConditionalGet } from './http/conditional.js';
+import { answerClientError } from './http/client-errors.js';
+import { rejectDuplicateHeaders } from './http/duplicate-headers.js';
 import { InFlightRequests } from './http/in-flight.js';
 import { BODY_LIMIT_BYTES, installJsonBodyParser, rejectNulInUrl } from './http/json-body.js';
 import { sendProblem, toProblem } from './http/problem.filter.js';
 import { identify, installRequestContext } from './http/request-context.js';
+import { installSecurityHeaders } from './http/security-headers.js';
 import { createValidationPipe } from './http/validation.js';
+import { type AppConfig, trustProxy } from './config/config.js';
+import { Authentication } from './merchants/authentication.js';
 import { MetricsService } from './metrics/metrics.service.js';
 
 export interface CreateAppOptions {
+  /** The settings the HTTP server is built with (timeouts, proxies); the module has the rest. */
+  config: AppConfig;
   logger: LoggerService | false;
   /** Counts requests being handled, for graceful shutdown (main.ts). */
   inFlight?: InFlightRequests;
@@ -26,18 +39,33 @@ export interface CreateAppOptions {
  */
 export async function createApp(
   module: DynamicModule,
-  { logger, inFlight = new InFlightRequests() }: CreateAppOptions,
+  { config, logger, inFlight = new InFlightRequests() }: CreateAppOptions,
 ): Promise<NestFastifyApplication> {
   const adapter = new FastifyAdapter({
     bodyLimit: BODY_LIMIT_BYTES,
+    // A client has this long to send its headers, and its whole request; Node.js
+    // checks every second (its default, 30 s, would let a trickle run that late).
+    requestTimeout: config.REQUEST_TIMEOUT_MS,
+    http: {
+      headersTimeout: config.HEADERS_TIMEOUT_MS,
+      connectionsCheckingInterval: 1_000,
+    },
+    // What Node.js's parser refuses (a timeout, headers too large, not HTTP) is
+    // answered as problem+json too.
+    clientErrorHandler: answerClientError,
+    trustProxy: trustProxy(config),
     // As Express did: `/charges/` is `/charges`. Ids longer than find-my-way's
     // default of 100 characters get our 404, not a 414.
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1_000 },
     // What the router refuses before any hook runs (a malformed URL: 400) does not
     // reach the error handler that NestJS installs.
-    frameworkErrors: (error: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
-      identify(req as ApiRequest, reply);
-      sendProblem(reply, toProblem(error));
+    frameworkErrors: (
+      error: FastifyError,
+      req: FastifyRequest<RouteGenericInterface, RawServerBase>,
+      reply: FastifyReply<RouteGenericInterface, RawServerBase>,
+    ) => {
+      identify(req as unknown as ApiRequest, reply as unknown as FastifyReply);
+      sendProblem(reply as unknown as FastifyReply, toProblem(error));
     },
   });
   const app = await NestFactory.create<NestFastifyApplication>(module, adapter, {
@@ -50,8 +78,12 @@ export async function createApp(
   installRequestContext(http);
   metrics.observeRequests(http);
   http.addHook('onRequest', rejectNulInUrl);
+  http.addHook('onRequest', rejectDuplicateHeaders);
   http.addHook('onRequest', inFlight.hook);
+  // Who sends it, and whether they may now: before the body is read (Authentication).
+  await app.get(Authentication).install(http);
   installJsonBodyParser(http);
+  installSecurityHeaders(http);
   installConditionalGet(http);
   app.useGlobalPipes(createValidationPipe());
   return app;

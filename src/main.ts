@@ -32,7 +32,7 @@ async function bootstrap(): Promise<void> {
   // production, as a process of its own on a database of its own.
   let processor: LocalProcessor | undefined;
   if (!config.PROCESSOR_URL && config.NODE_ENV !== 'production') {
-    processor = await startLocalProcessor(databaseUrl, config.DATA_DIR);
+    processor = await startLocalProcessor(databaseUrl, config.DATA_DIR, config.PROCESSOR_API_KEY);
     log.log({ msg: 'local card processor started', url: processor.url });
   } else if (!config.PROCESSOR_URL) {
     log.warn({ msg: 'no PROCESSOR_URL: card top-ups will stay pending until one is set' });
@@ -41,6 +41,7 @@ async function bootstrap(): Promise<void> {
 
   const inFlight = new InFlightRequests();
   const app = await createApp(AppModule.forRoot(config, databaseUrl, processorUrl), {
+    config,
     logger,
     inFlight,
   });

@@ -25,8 +25,13 @@ if (!found) {
 const describeInBrowser = found ? describe : describe.skip;
 
 const t = useTestApp();
-/** The page sets body[data-busy] while an action runs (evaluated in the browser). */
-const BUSY_DONE = "document.body.dataset.busy === 'false'";
+/**
+ * The page sets body[data-busy] while an action runs (evaluated in the browser, as
+ * a function: the page's CSP runs no string as code).
+ */
+const BUSY_DONE = () =>
+  (globalThis as unknown as { document: { body: { dataset: Record<string, string> } } }).document
+    .body.dataset.busy === 'false';
 
 describeInBrowser('the retry lab in the browser', () => {
   let browser: Browser;
@@ -123,6 +128,43 @@ describeInBrowser('the retry lab in the browser', () => {
       await click('retry-same');
       await page.fill('#api-key', DEMO_API_KEY);
       await page.screenshot({ path: process.env.LAB_SCREENSHOT });
+    }
+  });
+});
+
+describeInBrowser('the pages under their Content-Security-Policy', () => {
+  it('/docs and /lab run with no violation, and the docs keep no API key in localStorage', async () => {
+    const browser = await playwright.chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    });
+    try {
+      const page = await browser.newPage();
+      const violations: string[] = [];
+      page.on('console', (m) => {
+        if (/Content Security Policy/i.test(m.text())) violations.push(m.text());
+      });
+      const docs = await page.goto(`${t.baseUrl}/docs`);
+      expect(docs?.headers()['content-security-policy']).toContain("script-src 'self'");
+      await page.locator('.swagger-ui .info .title').waitFor();
+      // A key given to "Authorize", as a reader would; persisted, it would sit in localStorage.
+      await page.locator('.swagger-ui .btn.authorize').first().click();
+      await page.locator('.auth-container input').first().fill('sk_test_demo');
+      await page.locator('.auth-btn-wrapper .btn.authorize').first().click();
+      await page
+        .locator('.auth-btn-wrapper .btn-done, .auth-btn-wrapper button.logout')
+        .first()
+        .waitFor();
+      const stored = () => ({
+        ...(globalThis as unknown as { localStorage: Record<string, string> }).localStorage,
+      });
+      expect(await page.evaluate(stored)).toEqual({});
+
+      await page.goto(`${t.baseUrl}/lab`);
+      await page.getByTestId('create-account').waitFor();
+      expect(violations).toEqual([]);
+    } finally {
+      await browser.close();
     }
   });
 });

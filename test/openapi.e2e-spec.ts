@@ -74,13 +74,18 @@ describe('openapi.yaml and the routes', () => {
     }
   });
 
-  it('documents 401 on every authenticated route, and 500 and 503 everywhere', () => {
+  it('documents 401 and 429 on every authenticated route (and /metrics, behind its token), and 500 and 503 everywhere', () => {
     for (const route of appRoutes(t.app)) {
       const responses = Object.keys(doc.paths[route.path][route.method].responses);
       expect({ route: route.path, has401: responses.includes('401') }).toEqual({
         route: route.path,
-        has401: !route.isPublic,
+        has401: !route.isPublic || route.path === '/metrics',
       });
+      if (!route.isPublic)
+        expect({ route: route.path, responses }).toEqual({
+          route: route.path,
+          responses: expect.arrayContaining(['429']),
+        });
       expect(responses).toEqual(expect.arrayContaining(['503']));
       if (!route.isPublic) expect(responses).toContain('500');
     }

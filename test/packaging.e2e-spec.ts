@@ -25,6 +25,7 @@ interface Compose {
       ports?: string[];
       healthcheck?: unknown;
       command?: string[];
+      volumes?: string[];
     }
   >;
 }
@@ -62,6 +63,10 @@ describe('docker-compose.yml', () => {
     expect(processorUrl.hostname).toBe('processor');
     expect(processorUrl.port).toBe(processor.environment!.PORT);
     expect(processor.environment!.HOST).toBe('0.0.0.0');
+    // The image runs in production: the processor serves only its callers' keys, the API's among them.
+    expect(processor.environment!.PROCESSOR_API_KEYS.split(',')).toContain(
+      loadConfig(api.environment).PROCESSOR_API_KEY,
+    );
     expect(dbUrl.hostname).toBe('processor-db');
     expect(decodeURIComponent(dbUrl.username)).toBe(processorDb.environment!.POSTGRES_USER);
     expect(dbUrl.pathname).toBe(`/${processorDb.environment!.POSTGRES_DB}`);
@@ -82,6 +87,11 @@ describe('docker-compose.yml', () => {
     expect(decodeURIComponent(url.username)).toBe(dbEnv.POSTGRES_USER);
     expect(decodeURIComponent(url.password)).toBe(dbEnv.POSTGRES_PASSWORD);
     expect(url.pathname).toBe(`/${dbEnv.POSTGRES_DB}`);
+  });
+
+  it('keeps DATA_DIR (the generated key that seals secrets at rest) in a volume: a new container opens what the last one sealed', () => {
+    const { DATA_DIR } = loadConfig(api.environment);
+    expect(api.volumes).toContain(`apidata:${path.posix.join('/app', DATA_DIR)}`);
   });
 
   it('publishes the port the app listens on, on an address reachable from outside', () => {
@@ -139,9 +149,15 @@ describe('Dockerfile', () => {
     const env = Object.fromEntries(
       [...last('ENV').matchAll(/(\w+)=(\S+)/g)].map(([, name, value]) => [name, value]),
     );
-    expect(last('EXPOSE')).toBe(`EXPOSE ${loadConfig(env).PORT}`);
-    // Fastify listens on localhost unless told otherwise: unreachable from outside.
-    expect(['0.0.0.0', '::']).toContain(loadConfig(env).HOST);
+    // Production, where the sealing key is the operator's to give (loadConfig refuses without it).
+    expect(env.NODE_ENV).toBe('production');
+    expect(() => loadConfig(env)).toThrow(/SECRETS_KEY is required in production/);
+    const config = loadConfig({ ...env, SECRETS_KEY: Buffer.alloc(32).toString('base64') });
+    expect(last('EXPOSE')).toBe(`EXPOSE ${config.PORT}`);
+    // The API listens on localhost unless told otherwise: unreachable from outside.
+    expect(['0.0.0.0', '::']).toContain(config.HOST);
+    // DATA_DIR exists, and the unprivileged user may write there (the generated key, outside production).
+    expect(dockerfile).toMatch(/mkdir -p \/app\/\.data && chown node:node \/app\/\.data/);
     expect(dockerfile).toMatch(/npm prune --omit=dev|npm ci --omit=dev/);
     // The build compiles the processor too: its sources and config reach the build stage.
     expect(dockerfile).toMatch(/^COPY processor \.\/processor$/m);

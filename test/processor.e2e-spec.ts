@@ -11,7 +11,11 @@ import { startTestProcessor, type TestProcessor } from './support/processor.js';
  */
 let p: TestProcessor;
 beforeAll(async () => {
-  p = await startTestProcessor({ slowMs: 300, holdMs: 1_500 });
+  p = await startTestProcessor({
+    slowMs: 300,
+    holdMs: 1_500,
+    apiKeys: ['sk_caller_a', 'sk_caller_b', 'sk_caller_pages'],
+  });
 });
 afterAll(() => p.close());
 
@@ -136,6 +140,17 @@ describe('payments, idempotent by key', () => {
     ).toBe(400);
     expect((await send('POST', '/payments', {}, randomUUID(), '')).status).toBe(401);
   });
+
+  it('serves only the callers it has keys for (401), and declines a card token it never issued', async () => {
+    const stranger = await pay({ amount: 10, currency: 'USD', card: 'tok_visa' }, randomUUID(), {
+      caller: 'sk_anyone_at_all',
+    });
+    expect(stranger).toMatchObject({ status: 401, body: { error: 'unauthorized' } });
+    const key = randomUUID();
+    const unknown = await pay({ amount: 10, currency: 'USD', card: 'tok_chargeme' }, key);
+    expect(unknown.body).toMatchObject({ status: 'declined', declineCode: 'unknown_card' });
+    expect(await payments(key)).toBe(1); // recorded, as a decline: nothing charged
+  });
 });
 
 describe('payments, misbehaving on purpose', () => {
@@ -195,7 +210,7 @@ describe('refunds and lists', () => {
   });
 
   it("lists a caller's payments in pages, and only its own", async () => {
-    const caller = `sk_${randomUUID()}`;
+    const caller = 'sk_caller_pages'; // no payment of its own elsewhere
     for (let i = 0; i < 3; i++) {
       await pay({ amount: 1, currency: 'USD', card: 'tok_visa' }, randomUUID(), { caller });
     }
@@ -218,7 +233,11 @@ describe('refunds and lists', () => {
 describe('random faults (PROCESSOR_FAULT_RATE)', () => {
   it('gives that share of new payments a fault: here all, and the dice say a cut connection after the charge', async () => {
     const dice = [0.1, 0.9]; // 0.1 < faultRate 1: a fault; 0.9: the third kind, drop-after-charge
-    const faulty = await startTestProcessor({ faultRate: 1, rng: () => dice.shift() ?? 0.1 });
+    const faulty = await startTestProcessor({
+      faultRate: 1,
+      rng: () => dice.shift() ?? 0.1,
+      apiKeys: ['sk_caller_a'],
+    });
     try {
       const key = randomUUID();
       const send = () =>
@@ -245,6 +264,18 @@ describe('random faults (PROCESSOR_FAULT_RATE)', () => {
 });
 
 describe('as a process of its own', () => {
+  it('refuses to start in production without PROCESSOR_API_KEYS', async () => {
+    const child = spawn(process.execPath, ['dist/processor/main.js'], {
+      cwd: projectRoot,
+      env: { ...process.env, DATABASE_URL: p.databaseUrl, PORT: '0', NODE_ENV: 'production' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    expect(await new Promise((resolve) => child.once('exit', resolve))).toBe(1);
+    expect(stderr).toContain('PROCESSOR_API_KEYS');
+  });
+
   it('with PROCESSOR_EXIT_WITH_PARENT=1, exits when the pipe from its parent closes (the parent died)', async () => {
     const port = await freePort();
     const child = spawn(process.execPath, ['dist/processor/main.js'], {

@@ -139,10 +139,20 @@ describe('npm start', () => {
     expect(await second.exited()).toBe(0);
   }, 120_000);
 
-  it('creates no demo merchant in production, on the database of DATABASE_URL', async () => {
+  it('in production: refuses to start without SECRETS_KEY, and creates no demo merchant', async () => {
     const db = await createTestDatabase();
     try {
-      const app = await startApi({ env: { NODE_ENV: 'production', DATABASE_URL: db.url } });
+      const production = {
+        NODE_ENV: 'production',
+        DATABASE_URL: db.url,
+        PROCESSOR_API_KEY: 'sk_processor_of_production',
+      };
+      await expect(startApi({ env: production })).rejects.toThrow(
+        /SECRETS_KEY is required in production/,
+      );
+      const app = await startApi({
+        env: { ...production, SECRETS_KEY: Buffer.alloc(32, 9).toString('base64') },
+      });
 
       expect((await accounts(app.port, 'sk_test_demo')).status).toBe(401);
       expect(app.output()).not.toContain('sk_test_demo');

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { freePort } from '../src/common/free-port.js';
@@ -112,7 +113,22 @@ export function childEnv(env: Record<string, string> = {}): NodeJS.ProcessEnv {
     NODE_ENV: 'development',
     LOG_LEVEL: 'info',
     PROCESSOR_URL: NO_PROCESSOR,
+    // The labs and the chaos tests drive one merchant far past 100 requests a second.
+    RATE_LIMIT_PER_SECOND: '0',
     ...env,
+  };
+}
+
+/**
+ * What a child API needs to run in production, as the benches run it: a sealing
+ * key (any: nothing it seals outlives the run) and a processor key of its own
+ * (production refuses the stand-in's test key).
+ */
+export function productionEnv(): Record<string, string> {
+  return {
+    NODE_ENV: 'production',
+    SECRETS_KEY: randomBytes(32).toString('base64'),
+    PROCESSOR_API_KEY: 'sk_processor_of_this_run',
   };
 }
 

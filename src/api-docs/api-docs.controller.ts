@@ -14,6 +14,19 @@ const ASSET_TYPES = new Map([
   ['swagger-ui.css', 'text/css; charset=utf-8'],
   ['swagger-ui-bundle.js', 'text/javascript; charset=utf-8'],
 ]);
+
+/**
+ * The page's own script, a file rather than inline (the page's CSP runs no inline
+ * script). The API key typed into "Authorize" lives in the page's memory only:
+ * not kept in localStorage, where any script of this origin could read it later.
+ */
+const DOCS_SCRIPT = `window.ui = SwaggerUIBundle({
+  url: '/openapi.json',
+  dom_id: '#docs',
+  deepLinking: true,
+  persistAuthorization: false,
+});
+`;
 const require = createRequire(import.meta.url);
 
 const DOCS_PAGE = `<!doctype html>
@@ -26,9 +39,7 @@ const DOCS_PAGE = `<!doctype html>
   <body>
     <div id="docs"></div>
     <script src="/${DOCS_ASSETS}/swagger-ui-bundle.js"></script>
-    <script>
-      window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#docs', deepLinking: true, persistAuthorization: true });
-    </script>
+    <script src="/${DOCS_ASSETS}/docs.js"></script>
   </body>
 </html>
 `;
@@ -61,7 +72,14 @@ export class ApiDocsController {
   }
 
   @Get(`${DOCS_ASSETS}/:file`)
-  asset(@Param('file') file: string, @Res({ passthrough: true }) reply: FastifyReply): Buffer {
+  asset(
+    @Param('file') file: string,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Buffer | string {
+    if (file === 'docs.js') {
+      reply.header('Content-Type', 'text/javascript; charset=utf-8');
+      return DOCS_SCRIPT;
+    }
     const type = ASSET_TYPES.get(file);
     if (type === undefined) throw new NotFoundException();
     let content = this.assets.get(file);

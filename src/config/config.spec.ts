@@ -6,7 +6,7 @@ describe('loadConfig', () => {
   it('has the documented defaults', () => {
     expect(loadConfig({})).toMatchObject({
       PORT: 3000,
-      HOST: everyAddress(),
+      HOST: 'localhost',
       DATABASE_URL: undefined,
       DATA_DIR: '.data',
       DB_POOL_SIZE: 10,
@@ -25,6 +25,7 @@ describe('loadConfig', () => {
       DB_POOL_SIZE: '4',
       DATABASE_URL: 'postgres://u@h/db',
       NODE_ENV: 'production',
+      SECRETS_KEY: Buffer.alloc(32).toString('base64'),
     });
     expect(config).toMatchObject({
       PORT: 8080,
@@ -32,6 +33,26 @@ describe('loadConfig', () => {
       DATABASE_URL: 'postgres://u@h/db',
       NODE_ENV: 'production',
     });
+  });
+
+  it('in production: listens on every address, and refuses to start without SECRETS_KEY or with the test processor key', () => {
+    const key = Buffer.alloc(32, 1).toString('base64');
+    expect(loadConfig({ NODE_ENV: 'production', SECRETS_KEY: key }).HOST).toBe(everyAddress());
+    expect(loadConfig({ NODE_ENV: 'production', SECRETS_KEY: key, HOST: '10.0.0.1' }).HOST).toBe(
+      '10.0.0.1',
+    );
+    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/SECRETS_KEY is required/);
+    expect(() =>
+      loadConfig({ NODE_ENV: 'production', SECRETS_KEY: key, PROCESSOR_URL: 'https://psp.test' }),
+    ).toThrow(/PROCESSOR_API_KEY: the stand-in processor's test key is refused/);
+    expect(() =>
+      loadConfig({
+        NODE_ENV: 'production',
+        SECRETS_KEY: key,
+        PROCESSOR_URL: 'https://psp.test',
+        PROCESSOR_API_KEY: 'sk_live_0123456789',
+      }),
+    ).not.toThrow();
   });
 
   it.each([
@@ -44,6 +65,10 @@ describe('loadConfig', () => {
     ['DATABASE_URL', 'mysql://x'],
     ['DEMO_API_KEY', 'short'],
     ['METRICS_ENABLED', 'yes'],
+    ['SECRETS_KEY', 'too-short'],
+    ['METRICS_TOKEN', 'short'],
+    ['TRUST_PROXY', 'maybe so'],
+    ['REQUEST_TIMEOUT_MS', '10'],
   ])('stops on a bad %s (%s) with a message naming it', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`${name}=`));

@@ -31,10 +31,63 @@ export class AppConfig {
   @Max(65535)
   PORT = 3000;
 
-  /** The address to listen on; by default every address (see everyAddress). */
+  /**
+   * The address to listen on. Unset: `localhost` (the loopback addresses) outside
+   * production, so that a development instance, its demo key and its lab are not
+   * offered to the network; every address in production (see everyAddress).
+   */
   @IsString()
   @Matches(/^\S+$/, { message: 'must be an IP address or a host name' })
-  HOST = everyAddress();
+  HOST = 'localhost';
+
+  /** How long a client may take to send a request's headers (then 408, connection closed). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1_000)
+  HEADERS_TIMEOUT_MS = 10_000;
+
+  /**
+   * How long a client may take to send a whole request, body included (then 408,
+   * connection closed). Not the handler's time: a request waiting with `Prefer:
+   * wait` has been received.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1_000)
+  REQUEST_TIMEOUT_MS = 20_000;
+
+  /**
+   * Requests one merchant may make per second, on each instance (then 429 with
+   * Retry-After, before anything runs); 0: no limit. 100, as Stripe allows in live
+   * mode. With several instances behind a balancer, a merchant gets up to this
+   * many on each (docs/hostile-clients.md).
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  RATE_LIMIT_PER_SECOND = 100;
+
+  /**
+   * Look-ups of unknown API keys one client address may cause per minute, on each
+   * instance (then 429 until the minute ends); 0: no limit. A key found once is
+   * remembered for a minute, one not found for ten seconds, so a client with a
+   * good key never comes near it.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  AUTH_FAILURES_PER_MINUTE = 20;
+
+  /**
+   * Whether, and which, proxies in front of the API to believe about the client's
+   * address (X-Forwarded-For), for the limit above: `true`, a number of hops, or
+   * addresses and CIDR ranges, comma-separated. Unset: none (the socket's address).
+   */
+  @IsOptional()
+  @Matches(/^(true|\d{1,2}|[\w.:/]+(,[\w.:/]+)*)$/, {
+    message: 'must be true, a number of hops, or comma-separated addresses',
+  })
+  TRUST_PROXY?: string;
 
   /** Unset: an embedded PostgreSQL is started with its data in DATA_DIR. */
   @IsOptional()
@@ -87,12 +140,35 @@ export class AppConfig {
   @IsBoolean()
   METRICS_ENABLED = true;
 
+  /**
+   * Set: /metrics answers only `Authorization: Bearer <this>`. In production,
+   * /metrics is served only with one (it tells traffic per route and versions).
+   */
+  @IsOptional()
+  @Matches(/^[\x21-\x7e]{16,200}$/, { message: 'must be 16..200 visible ASCII characters' })
+  METRICS_TOKEN?: string;
+
+  /**
+   * The key that seals secrets at rest (webhook signing secrets, and the stored
+   * answers that show one): 32 random bytes, base64 (`openssl rand -base64 32`).
+   * Required in production; outside it, unset, one is generated and kept in
+   * DATA_DIR/secrets.key.
+   */
+  @IsOptional()
+  @Matches(/^[A-Za-z0-9+/]{43}=$/, {
+    message: 'must be 32 bytes in base64 (openssl rand -base64 32)',
+  })
+  SECRETS_KEY?: string;
+
   /** The card processor. Unset: npm start runs the one in processor/, beside the API. */
   @IsOptional()
   @Matches(/^https?:\/\/\S+$/, { message: 'must be an http:// or https:// URL' })
   PROCESSOR_URL?: string;
 
-  /** The API's own secret key at the processor (its payments are scoped to it). */
+  /**
+   * The API's own secret key at the processor (its payments are scoped to it). The
+   * stand-in processor's test key, the default, is refused in production.
+   */
   @Matches(/^[\x21-\x7e]{8,200}$/, { message: 'must be 8..200 visible ASCII characters' })
   PROCESSOR_API_KEY = 'sk_processor_test_payments_api';
 
@@ -276,12 +352,33 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   }
   const config = plainToInstance(AppConfig, { ...defaults, ...raw });
   const errors = validateSync(config, { forbidUnknownValues: true });
-  if (errors.length > 0) {
-    const lines = errors.map(
-      (e) =>
-        `${e.property}=${JSON.stringify(e.value)}: ${Object.values(e.constraints ?? {}).join(', ')}`,
-    );
-    throw new ConfigError(`Invalid configuration:\n  ${lines.join('\n  ')}`);
+  const lines = errors.map(
+    (e) =>
+      `${e.property}=${JSON.stringify(e.value)}: ${Object.values(e.constraints ?? {}).join(', ')}`,
+  );
+  if (config.NODE_ENV === 'production') {
+    if (raw.HOST === undefined) config.HOST = everyAddress();
+    if (config.SECRETS_KEY === undefined) {
+      lines.push('SECRETS_KEY is required in production (openssl rand -base64 32)');
+    }
+    if (config.PROCESSOR_URL && config.PROCESSOR_API_KEY === defaults.PROCESSOR_API_KEY) {
+      lines.push("PROCESSOR_API_KEY: the stand-in processor's test key is refused in production");
+    }
   }
+  if (config.REQUEST_TIMEOUT_MS < config.HEADERS_TIMEOUT_MS) {
+    lines.push('REQUEST_TIMEOUT_MS must be at least HEADERS_TIMEOUT_MS');
+  }
+  if (lines.length > 0) throw new ConfigError(`Invalid configuration:\n  ${lines.join('\n  ')}`);
   return config;
+}
+
+/** TRUST_PROXY as Fastify's trustProxy option takes it (a number of hops: the nearest n). */
+export function trustProxy(
+  config: AppConfig,
+): boolean | string[] | ((address: string, hop: number) => boolean) {
+  const value = config.TRUST_PROXY;
+  if (value === undefined) return false;
+  if (value === 'true') return true;
+  if (/^\d+$/.test(value)) return (_address, hop) => hop < Number(value);
+  return value.split(',');
 }

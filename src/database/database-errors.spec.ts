@@ -66,13 +66,7 @@ describe('database errors', () => {
   });
 
   it('counts connection failures as the database being unavailable, and nothing else', () => {
-    for (const code of [
-      '08006',
-      '08001',
-      '57P01',
-      '57P03',
-      '53300',
-    ]) {
+    for (const code of ['08006', '08001', '57P01', '57P03', '53300']) {
       expect(isDatabaseUnavailable(pgError(code))).toBe(true);
     }
     // A socket to the database that could not connect, or broke.

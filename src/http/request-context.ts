@@ -15,6 +15,7 @@ const accessLog = new AccessLog('HTTP');
 export function installRequestContext(http: FastifyInstance): void {
   http.decorateRequest('requestId', '');
   http.decorateRequest('merchant', null);
+  http.decorateRequest('scraper', false);
   http.decorateRequest('idempotentReplayed', false);
   http.decorateRequest('keyed', null);
   http.addHook('onRequest', (req: FastifyRequest, reply: FastifyReply, done) => {

@@ -15,6 +15,9 @@ export function flattenValidationErrors(errors: ValidationError[], parent = ''):
   });
 }
 
+/** A problem lists this many of a request's errors, and counts the rest: the answer stays short. */
+export const MAX_LISTED_ERRORS = 10;
+
 /**
  * Bodies and queries are validated against their DTO classes; unknown fields are
  * errors (a typo such as `ammount` must not be silently ignored on a payment).
@@ -29,13 +32,16 @@ export function createValidationPipe(): ValidationPipe {
     validationError: { target: false, value: false },
     exceptionFactory: (errors) => {
       const list = flattenValidationErrors(errors);
-      return new ProblemError(
-        'validation-failed',
+      const detail =
         list.length === 1
           ? `${list[0].field}: ${list[0].message}`
-          : `${list.length} fields are invalid.`,
-        { errors: list },
-      );
+          : list.length <= MAX_LISTED_ERRORS
+            ? `${list.length} fields are invalid.`
+            : `${list.length} fields are invalid; the first ${MAX_LISTED_ERRORS} are listed.`;
+      return new ProblemError('validation-failed', detail, {
+        errors: list.slice(0, MAX_LISTED_ERRORS),
+        ...(list.length > MAX_LISTED_ERRORS ? { errorCount: list.length } : {}),
+      });
     },
   });
 }

@@ -177,7 +177,8 @@ export class IdempotencyInterceptor implements NestInterceptor {
   ): Promise<RecordedResponse> {
     try {
       const body = (await lastValueFrom(next.handle())) as { id: string };
-      return recordJson(status, body, route.location?.(body) ?? null);
+      const response = recordJson(status, body, route.location?.(body) ?? null);
+      return route.sealed ? { ...response, sealed: true } : response;
     } catch (error) {
       // Any other error (validation, a bug, a lost connection) rolls back.
       if (!(error instanceof CommittedProblem)) throw error;

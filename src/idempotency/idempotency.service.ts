@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { hash } from 'node:crypto';
+import { SecretBox } from '../config/secret-box.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.js';
 import { isLockNotAvailable, isUniqueViolation } from '../database/database-errors.js';
@@ -67,6 +68,7 @@ export class IdempotencyService {
     private readonly tx: TransactionHost,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly metrics: MetricsService,
+    private readonly box: SecretBox,
   ) {
     this.completed = new CompletedResponses(config.IDEMPOTENCY_CACHE_SIZE);
   }
@@ -122,7 +124,8 @@ export class IdempotencyService {
    * Stores the response under the key when the current transaction commits, sent
    * with COMMIT (one round trip). The key's record starts when it was first used:
    * `firstUsedAt` for a request that ran in phases, the transaction's start
-   * otherwise; it expires IDEMPOTENCY_TTL_SECONDS later. Once committed, the
+   * otherwise; it expires IDEMPOTENCY_TTL_SECONDS later. A response marked
+   * `sealed` is stored with its `secret` sealed (SECRETS_KEY). Once committed, the
    * response is remembered in this instance (see recall).
    */
   storeAtCommit(request: KeyedRequest, response: RecordedResponse, firstUsedAt?: Date): void {
@@ -140,7 +143,7 @@ export class IdempotencyService {
         request.fingerprint,
         response.status,
         response.contentType,
-        response.body,
+        response.sealed ? sealSecret(response.body, this.box) : response.body,
         response.location,
         firstUsedAt ?? null,
         this.config.IDEMPOTENCY_TTL_SECONDS,
@@ -171,6 +174,7 @@ export class IdempotencyService {
       [merchantId, key],
     );
     if (!row) return null;
+    row.responseBody = openSecret(row.responseBody, this.box); // RecordedResponse.sealed
     this.completed.remember(merchantId, key, row, row.expiresAt.getTime());
     return row;
   }
@@ -242,4 +246,23 @@ function completedRequest(request: KeyedRequest, response: RecordedResponse): Co
     responseBody: response.body,
     responseLocation: response.location,
   };
+}
+
+/**
+ * An answer that shows a secret (RecordedResponse.sealed), as it is stored: its
+ * top-level `secret` sealed, the rest as it was (the auditor reads its `id`).
+ * Our answers are JSON.stringify's own, so parsing and writing it again gives the
+ * same bytes, and openSecret() gives back the answer byte for byte.
+ */
+function sealSecret(body: string, box: SecretBox): string {
+  const answer = JSON.parse(body) as { secret?: unknown };
+  if (typeof answer.secret !== 'string') return body;
+  return JSON.stringify({ ...answer, secret: box.seal(answer.secret) });
+}
+
+function openSecret(body: string, box: SecretBox): string {
+  if (!body.includes('"secret":"sealed:')) return body;
+  const answer = JSON.parse(body) as { secret?: unknown };
+  if (typeof answer.secret !== 'string' || !SecretBox.isSealed(answer.secret)) return body;
+  return JSON.stringify({ ...answer, secret: box.open(answer.secret) });
 }

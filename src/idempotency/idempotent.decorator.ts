@@ -11,6 +11,11 @@ export interface IdempotentOptions {
    * AtomicPhases runs them under the key (decision 0012).
    */
   phases?: boolean;
+  /**
+   * The answer's `secret` is one (a webhook endpoint's signing secret): in the
+   * copy stored under the key it is sealed with SECRETS_KEY, and opened to replay.
+   */
+  sealed?: boolean;
 }
 
 export const IDEMPOTENT = Symbol('idempotent');

@@ -12,6 +12,8 @@ export interface RecordedResponse {
   contentType: string;
   body: string;
   location: string | null;
+  /** The body's `secret` is one (a webhook signing secret): stored sealed (SecretBox), opened to replay. */
+  sealed?: boolean;
 }
 
 /** What an idempotent request came to: a response, sent the first time or replayed. */

@@ -5,6 +5,7 @@
 export const PROBLEMS = {
   'validation-failed': { status: 400, title: 'Validation failed' },
   'malformed-json': { status: 400, title: 'Malformed JSON' },
+  'malformed-request': { status: 400, title: 'Malformed HTTP request' },
   'idempotency-key-missing': { status: 400, title: 'Idempotency-Key header missing' },
   'idempotency-key-invalid': { status: 400, title: 'Idempotency-Key header invalid' },
   unauthorized: { status: 401, title: 'Unauthorized' },
@@ -16,6 +17,7 @@ export const PROBLEMS = {
   'account-closed': { status: 409, title: 'Account closed' },
   'account-not-empty': { status: 409, title: 'Account not empty' },
   'webhook-endpoint-limit': { status: 409, title: 'Webhook endpoint limit reached' },
+  'request-timeout': { status: 408, title: 'Request timeout' },
   'precondition-failed': { status: 412, title: 'Precondition failed' },
   'payload-too-large': { status: 413, title: 'Payload too large' },
   'unsupported-media-type': { status: 415, title: 'Unsupported media type' },
@@ -24,6 +26,7 @@ export const PROBLEMS = {
   'refund-exceeds-charge': { status: 422, title: 'Refund exceeds charge' },
   'balance-limit-exceeded': { status: 422, title: 'Balance limit exceeded' },
   'too-many-requests': { status: 429, title: 'Too many requests' },
+  'request-headers-too-large': { status: 431, title: 'Request headers too large' },
   'internal-error': { status: 500, title: 'Internal error' },
   'service-unavailable': { status: 503, title: 'Service unavailable' },
 } as const;

@@ -21,6 +21,7 @@ export interface LocalProcessor {
 export async function startLocalProcessor(
   databaseUrl: string,
   dataDir: string,
+  apiKey: string,
 ): Promise<LocalProcessor> {
   const url = new URL(databaseUrl);
   const name = `${url.pathname.slice(1)}_processor`;
@@ -42,6 +43,7 @@ export async function startLocalProcessor(
       DATABASE_URL: url.toString(),
       PORT: String(port),
       HOST: '127.0.0.1',
+      PROCESSOR_API_KEYS: apiKey, // the API's PROCESSOR_API_KEY: its only caller
       PROCESSOR_EXIT_WITH_PARENT: '1',
     },
     // Its stdin is a pipe from us: when this process dies, it sees the pipe close.

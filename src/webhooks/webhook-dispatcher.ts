@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
 import { Webhook } from 'standardwebhooks';
 import { BackgroundTasks } from '../background/background-tasks.js';
+import { SecretBox } from '../config/secret-box.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.js';
 import { MetricsService } from '../metrics/metrics.service.js';
@@ -57,6 +58,7 @@ export class WebhookDispatcher implements OnModuleInit {
     private readonly deliveries: WebhookDeliveries,
     private readonly endpoints: WebhookEndpointsService,
     private readonly targets: WebhookTargets,
+    private readonly box: SecretBox,
     private readonly metrics: MetricsService,
     tasks: BackgroundTasks,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -153,7 +155,7 @@ export class WebhookDispatcher implements OnModuleInit {
         'User-Agent': 'payments-api-webhooks',
         'webhook-id': delivery.eventId,
         'webhook-timestamp': String(Math.floor(now.getTime() / 1_000)),
-        'webhook-signature': signatures(delivery, now, body),
+        'webhook-signature': signatures(delivery, now, body, this.box),
       };
       const outcome = await postWebhook(
         delivery.url,
@@ -186,11 +188,12 @@ function keyOf({ merchantId, eventId, endpointId }: DueDelivery): string {
 /**
  * Standard Webhooks: `v1,<base64 HMAC-SHA256 of id.timestamp.body>`, one per signing
  * secret still valid, separated by spaces, so that a receiver in the middle of a
- * secret rotation accepts either (the standardwebhooks package signs).
+ * secret rotation accepts either (the standardwebhooks package signs). The
+ * secrets are kept sealed (SecretBox), and opened only here, to sign.
  */
-function signatures(delivery: DueDelivery, now: Date, body: string): string {
+function signatures(delivery: DueDelivery, now: Date, body: string, box: SecretBox): string {
   return delivery.secrets
     .filter((s) => s.expiresAt === null || new Date(s.expiresAt) > now)
-    .map((s) => new Webhook(s.secret).sign(delivery.eventId, now, body))
+    .map((s) => new Webhook(box.open(s.secret)).sign(delivery.eventId, now, body))
     .join(' ');
 }

@@ -15,7 +15,11 @@ export class WebhookEndpointsController {
 
   /** The answer carries the signing secret, this once (and in a replay with the same key). */
   @Post()
-  @Idempotent({ required: false, location: (endpoint) => `/webhook-endpoints/${endpoint.id}` })
+  @Idempotent({
+    required: false,
+    location: (endpoint) => `/webhook-endpoints/${endpoint.id}`,
+    sealed: true,
+  })
   create(
     @MerchantId() merchantId: string,
     @Body() dto: CreateWebhookEndpointDto,
@@ -55,7 +59,7 @@ export class WebhookEndpointsController {
    */
   @Post(':id/rotate-secret')
   @HttpCode(200)
-  @Idempotent({ required: false })
+  @Idempotent({ required: false, sealed: true })
   rotateSecret(
     @MerchantId() merchantId: string,
     @Param('id') id: string,

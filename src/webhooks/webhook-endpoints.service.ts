@@ -1,6 +1,7 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import { newId } from '../common/ids.js';
+import { SecretBox } from '../config/secret-box.js';
 import { type List, type ListQuery, pageAfter, pageParams, toList } from '../common/list.js';
 import { APP_CONFIG } from '../config/config.module.js';
 import type { AppConfig } from '../config/config.js';
@@ -16,7 +17,10 @@ import { WebhookDeliveries } from './webhook-deliveries.js';
 import type { TryOutcome } from './webhook-sender.js';
 import { WebhookTargets } from './webhook-targets.js';
 
-/** A signing secret, and when it stops signing (null: it is the current one). */
+/**
+ * A signing secret, and when it stops signing (null: it is the current one). At
+ * rest the secret is sealed (SecretBox): the table holds no secret in the clear.
+ */
 export interface SigningSecret {
   secret: string;
   expiresAt: string | null;
@@ -57,14 +61,40 @@ const COLUMNS = `id, url, description, enabled, disabled_reason AS "disabledReas
 
 /** The webhook_endpoints table: its only writer. Where merchants want their events. */
 @Injectable()
-export class WebhookEndpointsService {
+export class WebhookEndpointsService implements OnApplicationBootstrap {
   constructor(
     private readonly tx: TransactionHost,
     private readonly deliveries: WebhookDeliveries,
     private readonly targets: WebhookTargets,
     private readonly events: EventsService,
+    private readonly box: SecretBox,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    await this.sealSecretsInTheClear();
+  }
+
+  /**
+   * Seals the signing secrets kept in the clear from before they were sealed at
+   * rest (at start-up; nothing to do once done). Each endpoint is rewritten only
+   * if its secrets are still the ones read, so instances starting together agree.
+   */
+  async sealSecretsInTheClear(): Promise<number> {
+    const rows = await this.tx.query<{ merchantId: string; id: string; secrets: SigningSecret[] }>(
+      `SELECT merchant_id AS "merchantId", id, secrets FROM webhook_endpoints
+        WHERE EXISTS (SELECT 1 FROM jsonb_array_elements(secrets) s
+                       WHERE s ->> 'secret' NOT LIKE 'sealed:%')`,
+    );
+    for (const { merchantId, id, secrets } of rows) {
+      const sealed = secrets.map((s) => ({ ...s, secret: this.box.seal(this.box.open(s.secret)) }));
+      await this.tx.query(
+        `UPDATE webhook_endpoints SET secrets = $3 WHERE merchant_id = $1 AND id = $2 AND secrets = $4`,
+        [merchantId, id, JSON.stringify(sealed), JSON.stringify(secrets)],
+      );
+    }
+    return rows.length;
+  }
 
   /**
    * A new endpoint, enabled, with a signing secret shown in this answer only: at
@@ -104,7 +134,7 @@ export class WebhookEndpointsService {
           newId('webhookEndpoint'),
           url,
           dto.description ?? null,
-          JSON.stringify([{ secret, expiresAt: null }]),
+          JSON.stringify([{ secret: this.box.seal(secret), expiresAt: null }]),
         ],
       );
       return { ...toView(row), secret };
@@ -261,7 +291,12 @@ export class WebhookEndpointsService {
               updated_at = now()
         WHERE merchant_id = $1 AND id = $2 AND deleted_at IS NULL
        RETURNING ${COLUMNS}`,
-      [merchantId, id, secret, overlapEnd(this.config.WEBHOOK_SECRET_OVERLAP_SECONDS)],
+      [
+        merchantId,
+        id,
+        this.box.seal(secret),
+        overlapEnd(this.config.WEBHOOK_SECRET_OVERLAP_SECONDS),
+      ],
     );
     if (!row) throw new NotFoundError('webhook endpoint', id);
     return { ...toView(row), secret };

@@ -24,6 +24,18 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
+/**
+ * What every app under test starts with: quiet, no limit on a merchant's rate
+ * (tests drive one merchant far past 100 requests a second; the hostile-client
+ * tests set one), and one sealing key for every instance on a database.
+ */
+export const TEST_SETTINGS = {
+  NODE_ENV: 'test',
+  LOG_LEVEL: 'fatal',
+  RATE_LIMIT_PER_SECOND: '0',
+  SECRETS_KEY: 'dGVzdC1vbmx5IHNlYWxpbmcga2V5LCAzMiBieXRlcyE=',
+};
+
 export interface TestAppOptions {
   /** Settings; a function when they are known only once beforeAll ran (a processor's URL). */
   env?: Record<string, string> | (() => Record<string, string>);
@@ -38,11 +50,11 @@ export interface TestAppOptions {
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const database = await createTestDatabase();
   const env = typeof options.env === 'function' ? options.env() : options.env;
-  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'fatal', ...connectionEnv(), ...env });
+  const config = loadConfig({ ...TEST_SETTINGS, ...connectionEnv(), ...env });
   const appUrl = options.appDatabaseUrl?.(database.url) ?? database.url;
   let app: INestApplication;
   try {
-    app = await createApp(AppModule.forRoot(config, appUrl), { logger: false });
+    app = await createApp(AppModule.forRoot(config, appUrl), { config, logger: false });
     await app.listen(0, '127.0.0.1');
   } catch (error) {
     await database.drop(); // leave nothing behind on a shared server
@@ -74,8 +86,11 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
  * merchant cache), the same rows. `client` acts as a merchant of the first one.
  */
 export async function startInstance(databaseUrl: string, env: Record<string, string> = {}) {
-  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'fatal', ...connectionEnv(), ...env });
-  const app = await createApp(AppModule.forRoot(config, databaseUrl), { logger: false });
+  const config = loadConfig({ ...TEST_SETTINGS, ...connectionEnv(), ...env });
+  const app = await createApp(AppModule.forRoot(config, databaseUrl), {
+    config,
+    logger: false,
+  });
   await app.listen(0, '127.0.0.1');
   const baseUrl = (await app.getUrl()).replace('[::1]', '127.0.0.1');
   return {
