@@ -41,7 +41,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
-import { projectRoot, startApi } from '../tools/api-process.js';
+import { projectRoot, productionEnv, startApi } from '../tools/api-process.js';
 import { freePort } from '../src/common/free-port.js';
 import { migrate } from '../src/database/data-source.js';
 import { startEmbeddedPostgres } from '../src/database/embedded-postgres.js';
@@ -170,7 +170,7 @@ async function againstApi(
     env: {
       ...env,
       DATABASE_URL: url.toString(),
-      NODE_ENV: 'production',
+      ...productionEnv(),
       DB_POOL_SIZE: '1',
       WEBHOOK_DISPATCH_INTERVAL_MS: '0',
       COMPLETER_INTERVAL_SECONDS: '0',

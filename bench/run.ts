@@ -30,7 +30,7 @@ import { createServer } from 'node:http';
 import { cpus } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { type ApiProcess, projectRoot, startApi } from '../tools/api-process.js';
+import { type ApiProcess, projectRoot, productionEnv, startApi } from '../tools/api-process.js';
 import { citusWorkers, createCitusDatabase, dropCitusDatabase } from '../tools/citus.js';
 import { startPgBouncer } from '../tools/pgbouncer.js';
 import {
@@ -106,7 +106,7 @@ async function main(): Promise<void> {
       // BENCH_API_DATABASE_URL: the API's way to the same database, e.g. through
       // PgBouncer (with DB_POOLER and DB_PREPARED_STATEMENTS set for it, inherited).
       DATABASE_URL: bouncer?.url ?? process.env.BENCH_API_DATABASE_URL ?? database.url,
-      NODE_ENV: 'production',
+      ...productionEnv(),
       // BENCH_WEBHOOK's sink is plain http on this machine's loopback, which production refuses.
       WEBHOOK_ALLOW_LOOPBACK: 'true',
       WEBHOOK_REQUIRE_HTTPS: 'false',

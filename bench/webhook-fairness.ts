@@ -16,9 +16,9 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import pg from 'pg';
-import { startApi } from '../tools/api-process.js';
+import { productionEnv, startApi } from '../tools/api-process.js';
+import { scratchDatabase } from './scratch-database.js';
 import { migrate } from '../src/database/data-source.js';
-import { openDatabase } from '../src/database/open-database.js';
 import { hashApiKey } from '../src/merchants/api-key.js';
 
 const SECONDS = Number(process.env.FAIRNESS_SECONDS ?? 20);
@@ -26,7 +26,7 @@ const HANGING = Number(process.env.FAIRNESS_HANGING ?? 60);
 const DRAIN_MS = 30_000;
 
 async function main(): Promise<void> {
-  const database = await fairnessDatabase();
+  const database = await scratchDatabase('payments_fairness');
   await migrate(database.url);
   const keyA = `sk_fair_${randomUUID().replaceAll('-', '')}`;
   const keyB = `sk_fair_${randomUUID().replaceAll('-', '')}`;
@@ -51,7 +51,7 @@ async function main(): Promise<void> {
   const api = await startApi({
     env: {
       DATABASE_URL: database.url,
-      NODE_ENV: 'production',
+      ...productionEnv(),
       WEBHOOK_ALLOW_LOOPBACK: 'true', // the bench's endpoints: plain http on loopback
       WEBHOOK_REQUIRE_HTTPS: 'false',
       WEBHOOK_MAX_ENDPOINTS: String(Math.max(HANGING, 1)),
@@ -170,21 +170,6 @@ async function listen(handler: Parameters<typeof createServer>[1]): Promise<List
       }),
   };
   return listening;
-}
-
-async function fairnessDatabase(): Promise<{ url: string; close(): Promise<void> }> {
-  const embedded = process.env.DATABASE_URL
-    ? null
-    : await openDatabase({ DATA_DIR: process.env.DATA_DIR ?? '.data' });
-  const base = process.env.DATABASE_URL ?? embedded!.url;
-  const admin = new pg.Client({ connectionString: base });
-  await admin.connect();
-  await admin.query('DROP DATABASE IF EXISTS payments_fairness WITH (FORCE)');
-  await admin.query('CREATE DATABASE payments_fairness');
-  await admin.end();
-  const url = new URL(base);
-  url.pathname = '/payments_fairness';
-  return { url: url.toString(), close: () => embedded?.close() ?? Promise.resolve() };
 }
 
 main().catch((error) => {
