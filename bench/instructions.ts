@@ -6,7 +6,9 @@
 // the schema or to the statements can be weighed by it, before and after.
 //
 //   BENCH_REQUESTS=400 BENCH_WARMUP_REQUESTS=50 npm run bench:instructions
-//   BENCH_SCENARIOS=charge,ceiling   only those (charge, replay, replay-db, ceiling, peer-charge)
+//   BENCH_SCENARIOS=charge,ceiling   only those (charge, replay, replay-db, ceiling,
+//                     bare-charge, peer-charge); bare-charge is the bare anchor's fresh
+//                     charge (bench/bare-api.ts): the same statements without NestJS
 //   BENCH_PEER=<dir>  also the peer's fresh charge (bench/peer.ts, memory store): what
 //                     PostgreSQL executes for the charge of the library a reader would
 //                     install instead, on its own database of the same cluster
@@ -52,13 +54,15 @@ import {
   seedPeerAccounts,
   startPeer,
 } from './peer.js';
+import { startBareApi } from './bare-api.js';
 import { ACCOUNTS, BALANCE, ceilingQuery, chargeBody, seed } from './workload.js';
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 400);
 const WARMUP = Number(process.env.BENCH_WARMUP_REQUESTS ?? 50);
 const PEER_DIR = process.env.BENCH_PEER;
 const SCENARIOS = (
-  process.env.BENCH_SCENARIOS ?? `charge,replay,replay-db,ceiling${PEER_DIR ? ',peer-charge' : ''}`
+  process.env.BENCH_SCENARIOS ??
+  `charge,replay,replay-db,ceiling,bare-charge${PEER_DIR ? ',peer-charge' : ''}`
 ).split(',');
 /** Charges (the ceiling's) already in the tables when counting starts. */
 const FILL = 5_000;
@@ -120,6 +124,18 @@ async function main(): Promise<void> {
           return await server.clientBackends();
         } finally {
           await peer.stop();
+        }
+      },
+      'bare-charge': async (requests) => {
+        const port = await freePort();
+        const bare = await startBareApi(url.toString(), port, 1);
+        try {
+          const base = `http://127.0.0.1:${port}`;
+          for (let i = 0; i < requests; i++)
+            await charge(base, chargeBody(account()), randomUUID());
+          return await server.clientBackends();
+        } finally {
+          await bare.close();
         }
       },
       ceiling: async (requests) => {

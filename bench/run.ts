@@ -17,6 +17,9 @@
 //                    (BENCH_PEER_STORES=memory,redis; REDIS_URL), gets the same fresh
 //                    charges and replays as the API at each concurrency; its rows are
 //                    peer-<store>-charge and peer-<store>-replay, Redis's CPU in its own column
+//   bare-*           the bare anchor (bench/bare-api.ts): the same charge, statements and
+//                    round trips in plain Fastify without NestJS, on the same database and
+//                    accounts; the table's `× bare` is the service's share of its rate
 //   BENCH_WEBHOOK=1  the merchant has a webhook endpoint (a sink in this process that
 //                    answers 204): every event is delivered while the load runs
 //
@@ -25,12 +28,20 @@
 // accounts; runs each scenario; prints a table and writes bench/results.json.
 import autocannon from 'autocannon';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { cpus } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { type ApiProcess, projectRoot, productionEnv, startApi } from '../tools/api-process.js';
+import {
+  type ApiProcess,
+  NODE_FLAGS,
+  projectRoot,
+  productionEnv,
+  startApi,
+} from '../tools/api-process.js';
+import { freePort } from '../src/common/free-port.js';
 import { citusWorkers, createCitusDatabase, dropCitusDatabase } from '../tools/citus.js';
 import { startPgBouncer } from '../tools/pgbouncer.js';
 import {
@@ -120,13 +131,20 @@ async function main(): Promise<void> {
   const base = api.url;
   log(`API: pid ${api.child.pid} on ${base}, ${cpus().length} CPUs, ${DURATION} s per scenario`);
   const peers: PeerSetUp[] = [];
+  const bare = ['bare-spread', 'bare-hot', 'bare-replay'].some(selected)
+    ? await startBare(bouncer?.url ?? process.env.BENCH_API_DATABASE_URL ?? database.url)
+    : undefined;
   try {
     if (PEER_DIR) peers.push(...(await startPeers(PEER_DIR, database.url)));
     await warmUp(base, db, accounts);
+    if (bare) await warmUp(bare.url, db, accounts, 'the bare anchor');
     for (const c of CONCURRENCY) {
-      // Each charge scenario next to its ceiling: the ratio compares runs minutes apart
-      // at most, on a machine whose speed drifts.
+      // Each charge scenario next to its ceiling and the bare anchor: the ratios
+      // compare runs minutes apart at most, on a machine whose speed drifts.
       await run('charge-spread', c, api, db, () => chargeRequests(base, () => pick(accounts)));
+      if (bare) {
+        await run('bare-spread', c, bare, db, () => chargeRequests(bare.url, () => pick(accounts)));
+      }
       await ceiling('ceiling-spread', c, db, () => pick(accounts));
       for (const peer of peers) {
         await runPeer(`peer-${peer.storage}-charge`, c, peer, db, () =>
@@ -134,10 +152,15 @@ async function main(): Promise<void> {
         );
       }
       await run('charge-hot', c, api, db, () => chargeRequests(base, () => hot));
+      if (bare) await run('bare-hot', c, bare, db, () => chargeRequests(bare.url, () => hot));
       await ceiling('ceiling-hot', c, db, () => hot);
       if (selected('replay')) {
         const keys = await completedKeys(base, accounts, 500);
         await run('replay', c, api, db, () => replayRequests(base, keys));
+      }
+      if (bare && selected('bare-replay')) {
+        const keys = await completedKeys(bare.url, accounts, 500);
+        await run('bare-replay', c, bare, db, () => replayRequests(bare.url, keys));
       }
       for (const peer of peers) {
         await runPeer(`peer-${peer.storage}-replay`, c, peer, db, () =>
@@ -168,6 +191,7 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const peer of peers) await peer.stop();
+    await bare?.stop();
     api.child.kill('SIGTERM');
     await api.exited();
     await bouncer?.stop();
@@ -186,9 +210,14 @@ async function main(): Promise<void> {
  * charge over consecutive 6 s windows: 2.4, 1.7, 1.45 ms, then steady), which would
  * be charged to whichever scenario happened to run first.
  */
-async function warmUp(base: string, db: pg.Pool, accounts: string[]): Promise<void> {
+async function warmUp(
+  base: string,
+  db: pg.Pool,
+  accounts: string[],
+  what = 'the API',
+): Promise<void> {
   if (WARMUP <= 0) return;
-  progress(`warm-up ${WARMUP} s`);
+  progress(`warm-up of ${what} ${WARMUP} s`);
   await Promise.all([
     autocannon({
       ...chargeRequests(base, () => pick(accounts)),
@@ -315,6 +344,57 @@ async function run(
     ...(poolerPid ? { poolerCpuMs } : {}),
     ...(redisPid ? { redisCpuMs } : {}),
   });
+}
+
+// ---- the bare anchor ---------------------------------------------------------------
+
+interface Bare {
+  child: ReturnType<typeof spawn>;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * bench/bare-api.ts in a process of its own, with the API's Node flags and pool size,
+ * on the API's way to the database; resolves once it answers.
+ */
+async function startBare(databaseUrl: string): Promise<Bare> {
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    [...NODE_FLAGS, new URL('./bare-api.js', import.meta.url).pathname],
+    {
+      env: {
+        ...process.env,
+        DATABASE_URL: databaseUrl,
+        PORT: String(port),
+        DB_POOL_SIZE: process.env.DB_POOL_SIZE ?? '10',
+      },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
+  const url = `http://127.0.0.1:${port}`;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error('the bare anchor exited at start');
+    const up = await fetch(`${url}/health`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (up) break;
+    if (Date.now() > deadline) throw new Error('the bare anchor did not start');
+    await new Promise((resolve) => setTimeout(resolve, 100)); // no event to wait for
+  }
+  log(`bare anchor: pid ${child.pid} on ${url}`);
+  return {
+    child,
+    url,
+    stop: () => {
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
 }
 
 // ---- the peer, side by side (BENCH_PEER) --------------------------------------------
@@ -662,26 +742,32 @@ function report(): void {
         r.name === (name === 'charge-hot' ? 'ceiling-hot' : 'ceiling-spread') &&
         r.concurrency === c,
     )?.rps;
+  const bareOf = (name: string, c: number) =>
+    results.find((r) => r.name === name.replace(/^charge-/, 'bare-') && r.concurrency === c)?.rps;
   const pooled = results.some((r) => r.poolerCpuMs !== undefined);
   const redis = results.some((r) => r.redisCpuMs !== undefined);
   console.log(
     '\n| scenario | c | req/s | p50 ms | p99 ms | errors | API RSS MB | API CPU ms/req | DB CPU ms/req |' +
       (pooled ? ' PgBouncer CPU ms/req |' : '') +
       (redis ? ' Redis CPU ms/req |' : '') +
-      ' × ceiling |',
+      ' × ceiling | × bare |',
   );
   console.log(
-    `|---|---|---|---|---|---|---|---|---|${pooled ? '---|' : ''}${redis ? '---|' : ''}---|`,
+    `|---|---|---|---|---|---|---|---|---|${pooled ? '---|' : ''}${redis ? '---|' : ''}---|---|`,
   );
   for (const r of results) {
     const ceilingRps = /^(charge|peer-.*-charge)/.test(r.name)
       ? ceilingOf(r.name, r.concurrency)
       : undefined;
     const ratio = ceilingRps ? (r.rps / ceilingRps).toFixed(2) : '';
+    const bareRps = /^(charge-|replay$)/.test(r.name)
+      ? bareOf(r.name === 'replay' ? 'bare-replay' : r.name, r.concurrency)
+      : undefined;
+    const toBare = bareRps ? (r.rps / bareRps).toFixed(2) : '';
     const pooler = pooled ? ` ${r.poolerCpuMs ?? ''} |` : '';
     const store = redis ? ` ${r.redisCpuMs ?? ''} |` : '';
     console.log(
-      `| ${r.name} | ${r.concurrency} | ${r.rps} | ${r.p50Ms} | ${r.p99Ms} | ${r.errors} | ${r.apiRssMb ?? ''} | ${r.apiCpuMs ?? ''} | ${r.dbCpuMs ?? ''} |${pooler}${store} ${ratio} |`,
+      `| ${r.name} | ${r.concurrency} | ${r.rps} | ${r.p50Ms} | ${r.p99Ms} | ${r.errors} | ${r.apiRssMb ?? ''} | ${r.apiCpuMs ?? ''} | ${r.dbCpuMs ?? ''} |${pooler}${store} ${ratio} | ${toBare} |`,
     );
   }
   if (keyStorage) {
