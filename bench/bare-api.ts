@@ -14,13 +14,16 @@
 // A measuring instrument, never served by the app: it handles the bench's charges
 // (funded accounts, valid bodies) and answers anything else with a bare status code.
 // It is started by bench/run.ts and bench/instructions.ts, in a child process:
-//   node dist/bench/bare-api.js   with DATABASE_URL, PORT, DB_POOL_SIZE
+//   node build/bench/bare-api.js   with DATABASE_URL, PORT, DB_POOL_SIZE, and DB_POOLER
+//   and DB_PREPARED_STATEMENTS as the API's (behind PgBouncer: BEGIN with the
+//   timeouts, unnamed statements)
 import Fastify from 'fastify';
 import { hash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { newId } from '../src/common/ids.js';
-import { createPool } from '../src/database/connection.js';
+import type { ConnectionSettings } from '../src/config/config.js';
+import { beginStatement, createPool, DIRECT } from '../src/database/connection.js';
 import { socketOf } from '../src/database/pg-internals.js';
 import { requestFingerprint } from '../src/idempotency/fingerprint.js';
 import { hashApiKey } from '../src/merchants/api-key.js';
@@ -68,7 +71,7 @@ interface Completed {
 
 /** Named statements, as the service prepares them: one name per text. */
 const names = new Map<string, string>();
-function statement(text: string, values: unknown[]): pg.QueryConfig {
+function named(text: string, values: unknown[]): pg.QueryConfig {
   let name = names.get(text);
   if (!name) names.set(text, (name = `s${hash('sha1', text, 'hex').slice(0, 16)}`));
   return { name, text, values };
@@ -82,8 +85,18 @@ function together(client: pg.PoolClient): void {
   setImmediate(() => socket.uncork());
 }
 
-export async function startBareApi(databaseUrl: string, port: number, poolSize: number) {
-  const pool = createPool(databaseUrl, poolSize);
+export async function startBareApi(
+  databaseUrl: string,
+  port: number,
+  poolSize: number,
+  connection: ConnectionSettings = DIRECT,
+) {
+  const pool = createPool(databaseUrl, poolSize, connection);
+  const begin = beginStatement(connection);
+  const statement =
+    connection.preparedStatements === 'named'
+      ? named
+      : (text: string, values: unknown[]): pg.QueryConfig => ({ text, values });
   const merchants = new Map<string, string>();
   const completed = new Map<string, Completed>();
   const app = Fastify({ logger: false });
@@ -128,7 +141,7 @@ export async function startBareApi(databaseUrl: string, port: number, poolSize: 
       const chargeId = newId('charge');
       together(client);
       const opening = [
-        client.query('BEGIN'),
+        client.query(begin),
         client.query(
           statement(CLAIM, [
             hash('sha256', `${merchantId}:${key}`, 'buffer').readBigInt64BE(0),
@@ -239,8 +252,12 @@ export async function startBareApi(databaseUrl: string, port: number, poolSize: 
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const { DATABASE_URL, PORT, DB_POOL_SIZE } = process.env;
+  const { DATABASE_URL, PORT, DB_POOL_SIZE, DB_POOLER, DB_PREPARED_STATEMENTS } = process.env;
   if (!DATABASE_URL || !PORT) throw new Error('bare-api: DATABASE_URL and PORT, please');
-  const server = await startBareApi(DATABASE_URL, Number(PORT), Number(DB_POOL_SIZE ?? 10));
+  const server = await startBareApi(DATABASE_URL, Number(PORT), Number(DB_POOL_SIZE ?? 10), {
+    pooler: (DB_POOLER ?? DIRECT.pooler) as ConnectionSettings['pooler'],
+    preparedStatements: (DB_PREPARED_STATEMENTS ??
+      DIRECT.preparedStatements) as ConnectionSettings['preparedStatements'],
+  });
   process.once('SIGTERM', () => void server.close().then(() => process.exit(0)));
 }

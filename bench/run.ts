@@ -132,7 +132,10 @@ async function main(): Promise<void> {
   log(`API: pid ${api.child.pid} on ${base}, ${cpus().length} CPUs, ${DURATION} s per scenario`);
   const peers: PeerSetUp[] = [];
   const bare = ['bare-spread', 'bare-hot', 'bare-replay'].some(selected)
-    ? await startBare(bouncer?.url ?? process.env.BENCH_API_DATABASE_URL ?? database.url)
+    ? await startBare({
+        DATABASE_URL: bouncer?.url ?? process.env.BENCH_API_DATABASE_URL ?? database.url,
+        ...(bouncer ? { DB_POOLER: 'transaction', DB_PREPARED_STATEMENTS: PGBOUNCER } : {}),
+      })
     : undefined;
   try {
     if (PEER_DIR) peers.push(...(await startPeers(PEER_DIR, database.url)));
@@ -356,9 +359,10 @@ interface Bare {
 
 /**
  * bench/bare-api.ts in a process of its own, with the API's Node flags and pool size,
- * on the API's way to the database; resolves once it answers.
+ * on the API's way to the database (`env`: its URL, and the pooler's settings behind
+ * PgBouncer); resolves once it answers.
  */
-async function startBare(databaseUrl: string): Promise<Bare> {
+async function startBare(env: Record<string, string>): Promise<Bare> {
   const port = await freePort();
   const child = spawn(
     process.execPath,
@@ -366,7 +370,7 @@ async function startBare(databaseUrl: string): Promise<Bare> {
     {
       env: {
         ...process.env,
-        DATABASE_URL: databaseUrl,
+        ...env,
         PORT: String(port),
         DB_POOL_SIZE: process.env.DB_POOL_SIZE ?? '10',
       },

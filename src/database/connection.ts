@@ -33,6 +33,21 @@ export function connectionOptions(url: string, connection: ConnectionSettings = 
   } satisfies pg.ClientConfig & { pipeline: boolean };
 }
 
+/**
+ * BEGIN, and behind a transaction-mode pooler the timeouts that a direct
+ * connection sets once at start-up (data-source.ts): SET LOCAL lasts until the
+ * transaction ends, so nothing leaks to the pooler's next client. They travel in
+ * the same message as BEGIN, so they cost no round trip.
+ */
+export function beginStatement({ pooler }: ConnectionSettings): string {
+  if (pooler === 'none') return 'BEGIN';
+  return [
+    'BEGIN',
+    `SET LOCAL statement_timeout = ${STATEMENT_TIMEOUT_MS}`,
+    `SET LOCAL idle_in_transaction_session_timeout = ${IDLE_IN_TRANSACTION_TIMEOUT_MS}`,
+  ].join('; ');
+}
+
 /** The pool the requests' transactions take their connections from (TransactionHost). */
 export function createPool(
   url: string,

@@ -3,7 +3,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import type { Pool, PoolClient, QueryConfig, QueryResultRow } from 'pg';
 import type { ConnectionSettings } from '../config/config.js';
-import { DIRECT, IDLE_IN_TRANSACTION_TIMEOUT_MS, STATEMENT_TIMEOUT_MS } from './connection.js';
+import { beginStatement, DIRECT } from './connection.js';
 import { socketOf } from './pg-internals.js';
 
 /** The injection token of the pool (node-postgres) that the transactions take connections from. */
@@ -212,21 +212,6 @@ export class TransactionHost {
       client.release(error as Error);
     }
   }
-}
-
-/**
- * BEGIN, and behind a transaction-mode pooler the timeouts that a direct
- * connection sets once at start-up (data-source.ts): SET LOCAL lasts until the
- * transaction ends, so nothing leaks to the pooler's next client. They travel in
- * the same message as BEGIN, so they cost no round trip.
- */
-function beginStatement({ pooler }: ConnectionSettings): string {
-  if (pooler === 'none') return 'BEGIN';
-  return [
-    'BEGIN',
-    `SET LOCAL statement_timeout = ${STATEMENT_TIMEOUT_MS}`,
-    `SET LOCAL idle_in_transaction_session_timeout = ${IDLE_IN_TRANSACTION_TIMEOUT_MS}`,
-  ].join('; ');
 }
 
 const statementNames = new Map<string, string>();
