@@ -2,6 +2,7 @@ import { type CanActivate, type ExecutionContext, Injectable } from '@nestjs/com
 import { Reflector } from '@nestjs/core';
 import type { ApiRequest } from '../http/api-request.js';
 import { ProblemError } from '../problems/problem.js';
+import { SEND_YOUR_KEY } from './authentication.js';
 import { PUBLIC_ROUTE } from './public.decorator.js';
 
 /**
@@ -20,11 +21,6 @@ export class ApiKeyGuard implements CanActivate {
     ]);
     if (isPublic) return true;
     if (context.switchToHttp().getRequest<ApiRequest>().merchant) return true;
-    throw new ProblemError(
-      'unauthorized',
-      'Send your API key as "Authorization: Bearer <api key>".',
-      {},
-      { 'WWW-Authenticate': 'Bearer' },
-    );
+    throw new ProblemError('unauthorized', SEND_YOUR_KEY, {}, { 'WWW-Authenticate': 'Bearer' });
   }
 }

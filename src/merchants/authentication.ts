@@ -10,6 +10,9 @@ import { MerchantsService } from './merchants.service.js';
 
 const BEARER = /^Bearer ([\x21-\x7e]{1,200})$/i;
 
+/** What a request without a usable Authorization header is told. */
+export const SEND_YOUR_KEY = 'Send your API key as "Authorization: Bearer <api key>".';
+
 /** A limiter of @fastify/rate-limit, as createRateLimit() makes one. */
 type Limiter = ReturnType<FastifyInstance['createRateLimit']>;
 
@@ -74,12 +77,12 @@ export class Authentication {
     }
     if (header === undefined) {
       // Routes that need no key take no body either: ApiKeyGuard decides the rest.
-      if (hasBody(req)) refuse(reply, 'Send your API key as "Authorization: Bearer <api key>".');
+      if (hasBody(req)) refuse(reply, SEND_YOUR_KEY);
       return;
     }
     const apiKey = BEARER.exec(header.trim())?.[1];
     if (apiKey === undefined) {
-      refuse(reply, 'Send your API key as "Authorization: Bearer <api key>".');
+      refuse(reply, SEND_YOUR_KEY);
     }
     if (this.config.NODE_ENV === 'production' && apiKey.startsWith('sk_test_')) {
       refuse(reply, 'A test key (sk_test_...) is not accepted in production.');

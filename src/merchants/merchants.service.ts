@@ -48,14 +48,12 @@ export class MerchantsService {
   }
 
   /**
-   * The merchant owning this API key, or null, from the database; remembered
-   * either way (see recall): authentication costs no query on most requests, nor
-   * does a wrong key sent again and again. (Keys cannot be revoked through the
-   * API; a revocation feature would clear this.)
+   * The merchant owning this API key, or null, from the database, for a key that
+   * recall() does not know; remembered either way: authentication costs no query
+   * on most requests, nor does a wrong key sent again and again. (Keys cannot be
+   * revoked through the API; a revocation feature would clear this.)
    */
   async findByApiKey(apiKey: string): Promise<MerchantIdentity | null> {
-    const known = this.recall(apiKey);
-    if (known !== undefined) return known;
     const hash = hashApiKey(apiKey);
     const [row] = await this.tx.query<MerchantIdentity>(
       'SELECT id, name FROM merchants WHERE api_key_hash = $1',
